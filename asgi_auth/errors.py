@@ -1,0 +1,90 @@
+"""The exception tree of asgi_auth.
+
+Every error a request can cause is an :class:`AuthError`; each subclass maps to
+exactly one HTTP answer (see :mod:`asgi_auth._http`). Programming and
+configuration mistakes stay builtins (``ValueError``, ``TypeError``) so that
+they are never mistaken for a client's fault.
+
+The ``reason`` of an error is for logs only: clients get a generic message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "AuthenticationError",
+    "ExpiredToken",
+    "InvalidCredentials",
+    "InvalidToken",
+    "MalformedCredentials",
+    "NotAuthenticated",
+    "PermissionDenied",
+    "RevokedToken",
+    "ServiceUnavailable",
+    "StoreUnavailable",
+    "UnknownKey",
+]
+
+
+class AuthError(Exception):
+    """Base of every asgi_auth error; never raised itself.
+
+    Attributes:
+        reason: a precise, log-only description. Never sent to a client.
+    """
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AuthenticationError(AuthError):
+    """Who is calling could not be established."""
+
+
+class MalformedCredentials(AuthenticationError):
+    """The request carried credentials in a malformed way (HTTP 400 ``invalid_request``)."""
+
+
+class InvalidToken(AuthenticationError):
+    """The bearer token is not acceptable (HTTP 401 ``invalid_token``)."""
+
+
+class ExpiredToken(InvalidToken):
+    """The token's ``exp`` has passed (beyond the configured leeway)."""
+
+
+class RevokedToken(InvalidToken):
+    """The token was valid but has been revoked."""
+
+
+class UnknownKey(InvalidToken):
+    """The token names a key (``kid``) that the verifier does not hold."""
+
+
+class NotAuthenticated(AuthenticationError):
+    """A resource needs credentials and the request had none (HTTP 401, bare challenge)."""
+
+
+class InvalidCredentials(AuthenticationError):
+    """A login failed: unknown user, wrong password, disabled account (all alike)."""
+
+
+class PermissionDenied(AuthError):
+    """The caller is known but not allowed (HTTP 403 ``insufficient_scope``).
+
+    Attributes:
+        scopes: the scopes the refused policy names, for the ``scope`` challenge attribute.
+    """
+
+    def __init__(self, reason: str = "", *, scopes: tuple[str, ...] = ()) -> None:
+        super().__init__(reason)
+        self.scopes = scopes
+
+
+class ServiceUnavailable(AuthError):
+    """A dependency needed to decide is unreachable; the request fails closed (HTTP 503)."""
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The roles/claims store could not be reached."""

@@ -1,0 +1,248 @@
+"""Who is calling: the principal a verified token becomes, and the anonymous one.
+
+Both principals are Starlette users (``request.user``: ``is_authenticated``,
+``display_name``, ``identity``) and :class:`AuthContext` is Starlette's
+``AuthCredentials`` (``request.auth.scopes``), so ``starlette.authentication.requires``
+works unchanged behind :class:`~asgi_auth.middleware.AuthMiddleware`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from starlette.authentication import AuthCredentials, BaseUser
+
+from asgi_auth.errors import InvalidToken
+
+__all__ = [
+    "ANONYMOUS",
+    "AnonymousPrincipal",
+    "AuthContext",
+    "ClaimMapping",
+    "Principal",
+    "get_principal",
+]
+
+_EMPTY: Final[frozenset[str]] = frozenset()
+_NO_CLAIMS: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimMapping:
+    """Where a token carries scopes, roles and permissions.
+
+    Each entry is a claim name, or a dotted path into nested objects (Keycloak's
+    ``realm_access.roles``). A claim may hold a space-separated string (RFC 8693
+    ``scope``) or a list of strings; any other type makes the token invalid.
+
+    Attributes:
+        scopes: claims read as OAuth scopes (``scope`` and Entra's ``scp``).
+        roles: claims read as roles.
+        permissions: claims read as permissions (Auth0 RBAC's ``permissions``).
+    """
+
+    scopes: tuple[str, ...] = ("scope", "scp")
+    roles: tuple[str, ...] = ("roles",)
+    permissions: tuple[str, ...] = ("permissions",)
+
+    def __post_init__(self) -> None:
+        for name in ("scopes", "roles", "permissions"):
+            paths = getattr(self, name)
+            if isinstance(paths, str) or not all(isinstance(p, str) and p for p in paths):
+                raise TypeError(f"ClaimMapping.{name} must be a tuple of non-empty claim names")
+            object.__setattr__(self, name, tuple(paths))
+
+    def read(self, claims: Mapping[str, Any], paths: tuple[str, ...]) -> frozenset[str]:
+        """Collect the strings found at ``paths`` in ``claims``.
+
+        Raises:
+            InvalidToken: a claim at one of the paths has a type other than a string
+                or a list of strings.
+        """
+        found: set[str] = set()
+        for path in paths:
+            value = _lookup(claims, path)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                found.update(value.split())
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                found.update(value)
+            else:
+                raise InvalidToken(f"claim {path!r} is neither a string nor a list of strings")
+        return frozenset(found)
+
+
+DEFAULT_MAPPING: Final = ClaimMapping()
+
+
+def _lookup(claims: Mapping[str, Any], path: str) -> Any:
+    value: Any = claims.get(path)
+    if value is not None or "." not in path:
+        return value
+    value = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Principal(BaseUser):
+    """An authenticated caller, built from a verified token. Immutable and hashable.
+
+    Attributes:
+        subject: the token's ``sub``: who the caller is (always a string).
+        claims: every verified claim, read-only. Never logged by ``repr``.
+        scopes: OAuth scopes the token grants.
+        roles: roles the token carries (roles from the store are loaded by guards).
+        permissions: permissions the token carries.
+    """
+
+    subject: str
+    claims: Mapping[str, Any] = field(default_factory=lambda: _NO_CLAIMS, compare=False, hash=False)
+    scopes: frozenset[str] = _EMPTY
+    roles: frozenset[str] = _EMPTY
+    permissions: frozenset[str] = _EMPTY
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.subject, str) or not self.subject:
+            raise TypeError("Principal.subject must be a non-empty string")
+        if not isinstance(self.claims, MappingProxyType):
+            object.__setattr__(self, "claims", MappingProxyType(dict(self.claims)))
+
+    @classmethod
+    def from_claims(
+        cls, claims: Mapping[str, Any], mapping: ClaimMapping = DEFAULT_MAPPING
+    ) -> Principal:
+        """Build a principal from verified claims.
+
+        Raises:
+            InvalidToken: ``sub`` is missing or not a non-empty string, or a scope,
+                role or permission claim has the wrong type.
+        """
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise InvalidToken("claim 'sub' is missing or not a non-empty string")
+        return cls(
+            subject=subject,
+            claims=claims,
+            scopes=mapping.read(claims, mapping.scopes),
+            roles=mapping.read(claims, mapping.roles),
+            permissions=mapping.read(claims, mapping.permissions),
+        )
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        """A human name when the token has one (``preferred_username``, ``name``), else ``sub``."""
+        for key in ("preferred_username", "name"):
+            value = self.claims.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return self.subject
+
+    @property
+    def identity(self) -> str:
+        return self.subject
+
+    @property
+    def issuer(self) -> str | None:
+        """The token's ``iss``, if any."""
+        value = self.claims.get("iss")
+        return value if isinstance(value, str) else None
+
+    @property
+    def token_id(self) -> str | None:
+        """The token's ``jti``, if any."""
+        value = self.claims.get("jti")
+        return value if isinstance(value, str) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view: subject, sorted scopes/roles/permissions and the claims."""
+        return {
+            "subject": self.subject,
+            "scopes": sorted(self.scopes),
+            "roles": sorted(self.roles),
+            "permissions": sorted(self.permissions),
+            "claims": dict(self.claims),
+        }
+
+    def __repr__(self) -> str:
+        # Claims stay out of logs: they may carry personal data.
+        return (
+            f"Principal(subject={self.subject!r}, scopes={sorted(self.scopes)!r}, "
+            f"roles={sorted(self.roles)!r}, permissions={sorted(self.permissions)!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AnonymousPrincipal(BaseUser):
+    """The caller who presented no credentials. Use the :data:`ANONYMOUS` singleton."""
+
+    subject: None = None
+    claims: Mapping[str, Any] = field(default_factory=lambda: _NO_CLAIMS, compare=False, hash=False, repr=False)
+    scopes: frozenset[str] = field(default=_EMPTY, repr=False)
+    roles: frozenset[str] = field(default=_EMPTY, repr=False)
+    permissions: frozenset[str] = field(default=_EMPTY, repr=False)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return False
+
+    @property
+    def display_name(self) -> str:
+        return ""
+
+    @property
+    def identity(self) -> str:
+        return ""
+
+    @property
+    def issuer(self) -> None:
+        return None
+
+    @property
+    def token_id(self) -> None:
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subject": None, "scopes": [], "roles": [], "permissions": [], "claims": {}}
+
+
+ANONYMOUS: Final = AnonymousPrincipal()
+
+
+class AuthContext(AuthCredentials):
+    """What ``scope["auth"]`` holds: Starlette's ``AuthCredentials`` plus the principal.
+
+    ``scopes`` lists the token's scopes and permissions, so Starlette's
+    ``@requires("read:items")`` is satisfied by either.
+    """
+
+    __slots__ = ("principal",)
+
+    def __init__(self, principal: Principal | AnonymousPrincipal) -> None:
+        super().__init__(sorted(principal.scopes | principal.permissions))
+        self.principal = principal
+
+
+def get_principal(scope: Mapping[str, Any]) -> Principal | AnonymousPrincipal:
+    """The principal :class:`~asgi_auth.middleware.AuthMiddleware` put on an ASGI scope.
+
+    Raises:
+        RuntimeError: the scope did not pass through ``AuthMiddleware``.
+    """
+    user = scope.get("user")
+    if isinstance(user, Principal | AnonymousPrincipal):
+        return user
+    raise RuntimeError("no principal on this scope: is AuthMiddleware installed?")
+
+

@@ -1,0 +1,7 @@
+"""Tokens: keys, verification and issuing. The only package that imports PyJWT."""
+
+from asgi_auth.tokens.issuer import TokenIssuer
+from asgi_auth.tokens.keys import Key, KeySet
+from asgi_auth.tokens.verifier import JWTVerifier, TokenVerifier
+
+__all__ = ["JWTVerifier", "Key", "KeySet", "TokenIssuer", "TokenVerifier"]

@@ -1,0 +1,329 @@
+"""Verifying JWS compact tokens (RFC 7515/7519) against local keys.
+
+The parse is strict: exactly three base64url segments over the URL-safe alphabet,
+no padding, canonical final characters, so one token has exactly one spelling and
+the verified-token cache and any deny-list keyed by the token string cannot be
+sidestepped by re-encoding. The signature is checked with PyJWT's algorithm
+objects on keys prepared once; the registered claims are then checked here.
+The algorithm comes from configuration (never from the token alone): the header's
+``alg`` must be on the allow-list and admitted by the key the ``kid`` selects.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any, Final, NoReturn, Protocol, runtime_checkable
+
+from asgi_auth.errors import ExpiredToken, InvalidToken, UnknownKey
+from asgi_auth.principal import DEFAULT_MAPPING, ClaimMapping, Principal
+from asgi_auth.tokens.keys import (
+    ALGORITHMS,
+    HMAC_ALGORITHMS,
+    SUPPORTED_ALGORITHMS,
+    Key,
+    KeySet,
+)
+
+__all__ = ["DEFAULT_CACHE_SIZE", "DEFAULT_MAX_TOKEN_BYTES", "JWTVerifier", "TokenVerifier"]
+
+#: Verified tokens kept by default. Each entry holds the token string and its
+#: principal: about 2 KiB for a typical 400-byte token with a dozen claims, so the
+#: default bounds the cache near 20 MiB (measured in tests/test_verifier_cache.py).
+DEFAULT_CACHE_SIZE: Final = 10_000
+#: Longest token accepted, in bytes. Large enough for identity providers that put
+#: group lists in tokens; bounds parse cost and JSON nesting for hostile input.
+DEFAULT_MAX_TOKEN_BYTES: Final = 16_384
+_HEADER_CACHE_SIZE: Final = 64
+_TOKEN_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# The last character of an unpadded segment carries unused low bits that must be
+# zero (RFC 4648 §3.5): 2 leftover characters leave 4 bits, 3 leave 2.
+_CANONICAL_LAST: Final = {2: frozenset(_ALPHABET[::16]), 3: frozenset(_ALPHABET[::4])}
+_MAX_INT: Final = 2**53
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+# RFC 8259 has no NaN or Infinity: an `exp` of NaN would compare false and never expire.
+_JSON: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _b64decode(segment: str) -> bytes:
+    rest = len(segment) & 3
+    if rest:
+        if rest == 1 or segment[-1] not in _CANONICAL_LAST[rest]:
+            raise InvalidToken("segment is not canonical base64url")
+        segment += "==" if rest == 2 else "="
+    return base64.urlsafe_b64decode(segment)
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = _JSON.decode(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InvalidToken(f"{what} is not JSON: {type(exc).__name__}") from exc
+    if type(value) is not dict:
+        raise InvalidToken(f"{what} is not a JSON object")
+    return value
+
+
+def _number(claims: dict[str, Any], name: str) -> float | int | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    kind = type(value)
+    if (kind is int and -_MAX_INT < value < _MAX_INT) or (kind is float and math.isfinite(value)):
+        return value  # type: ignore[no-any-return]
+    raise InvalidToken(f"claim {name!r} is not a NumericDate")
+
+
+def _normalise_typ(value: str) -> str:
+    # RFC 7515 §4.1.9: media types are case-insensitive, "application/" may be omitted.
+    lowered = value.lower()
+    return lowered[12:] if lowered.startswith("application/") else lowered
+
+
+def _names(value: str | Iterable[str] | None, what: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset({value})
+    names = frozenset(value)
+    if not names or not all(isinstance(v, str) and v for v in names):
+        raise TypeError(f"{what} must be a string or a non-empty collection of strings")
+    return names
+
+
+@runtime_checkable
+class TokenVerifier(Protocol):
+    """What :class:`~asgi_auth.middleware.AuthMiddleware` needs: a token in, a principal out."""
+
+    async def verify(self, token: str) -> Principal:
+        """Return the principal of a valid token.
+
+        Raises:
+            InvalidToken: the token is not acceptable (any reason).
+            ServiceUnavailable: a dependency needed to decide is unreachable.
+        """
+        ...
+
+
+class JWTVerifier:
+    """Verifies JWTs signed with local keys (HS*, RS*, PS*, ES*, EdDSA).
+
+    Args:
+        keys: the keys tokens may be signed with; a ``kid`` in the token selects one.
+        algorithms: the allow-list. Defaults to the algorithms the keys are bound
+            to. ``none`` is refused, as is mixing HMAC with asymmetric keys.
+        issuer: accepted ``iss`` value(s); when set, ``iss`` is required.
+        audience: accepted ``aud`` value(s); when set, ``aud`` is required and must
+            name one of them. When unset, a token with an ``aud`` is refused
+            (RFC 7519 §4.1.3).
+        leeway: clock skew tolerated on ``exp``, ``nbf`` and ``iat``, in seconds.
+        require: claims that must be present (``exp`` by default; ``sub`` always is).
+        typ: expected ``typ`` header, e.g. ``"at+jwt"`` for RFC 9068 access tokens.
+        max_token_bytes: longer tokens are refused unparsed.
+        cache_size: how many verified tokens to remember (0 disables the cache).
+            A remembered token costs a dict lookup; it is never used past its ``exp``.
+        mapping: where scopes, roles and permissions sit in the claims.
+        clock: seconds since the epoch; injectable for tests.
+
+    Raises:
+        ValueError: an unsafe or inconsistent configuration.
+        TypeError: an argument of the wrong type (e.g. ``algorithms="HS256"``).
+    """
+
+    def __init__(
+        self,
+        keys: Key | KeySet | Iterable[Key],
+        *,
+        algorithms: Iterable[str] | None = None,
+        issuer: str | Iterable[str] | None = None,
+        audience: str | Iterable[str] | None = None,
+        leeway: float | timedelta = 0,
+        require: Iterable[str] = ("exp",),
+        typ: str | None = None,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        mapping: ClaimMapping = DEFAULT_MAPPING,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        keyset = keys if isinstance(keys, KeySet) else KeySet([keys] if isinstance(keys, Key) else keys)
+        if isinstance(algorithms, str):
+            raise TypeError("algorithms must be a list of names, not a string")
+        allowed = keyset.algorithms if algorithms is None else frozenset(algorithms)
+        self._check_algorithms(allowed, keyset)
+        if isinstance(require, str):
+            raise TypeError("require must be a list of claim names, not a string")
+        if isinstance(leeway, timedelta):
+            leeway = leeway.total_seconds()
+        if not isinstance(leeway, int | float) or not 0 <= leeway <= 86_400:
+            raise ValueError("leeway must be between 0 and 86400 seconds")
+        if not isinstance(max_token_bytes, int) or max_token_bytes < 64:
+            raise ValueError("max_token_bytes must be an int of at least 64")
+        if not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError("cache_size must be a non-negative int")
+        if typ is not None and (not isinstance(typ, str) or not typ):
+            raise TypeError("typ must be a non-empty string")
+        self.keys = keyset
+        self.algorithms = allowed
+        self.issuers = _names(issuer, "issuer")
+        self.audiences = _names(audience, "audience")
+        self.leeway: float = leeway
+        self.required = tuple(dict.fromkeys([*require, "sub"]))
+        self.typ = None if typ is None else _normalise_typ(typ)
+        self.max_token_bytes = max_token_bytes
+        self.cache_size = cache_size
+        self.mapping = mapping
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._headers: dict[str, tuple[Any, tuple[Key, ...]]] = {}
+
+    @staticmethod
+    def _check_algorithms(allowed: frozenset[str], keyset: KeySet) -> None:
+        if not allowed:
+            raise ValueError("the algorithm allow-list is empty")
+        if any(not isinstance(a, str) or a.lower() == "none" for a in allowed):
+            raise ValueError("'none' is never an acceptable algorithm (RFC 8725 §3.1)")
+        unknown = allowed - SUPPORTED_ALGORITHMS
+        if unknown:
+            raise ValueError(f"unsupported algorithms: {sorted(unknown)}")
+        hmac = allowed & HMAC_ALGORITHMS.keys()
+        if hmac and hmac != allowed:
+            raise ValueError("HMAC and asymmetric algorithms cannot share one verifier")
+        for key in keyset:
+            if hmac and not key.is_symmetric:
+                raise ValueError(f"key {key.kid!r} is asymmetric but the allow-list is HMAC")
+            if not hmac and key.is_symmetric:
+                raise ValueError("an HMAC secret cannot verify asymmetric algorithms")
+            if not key.algorithms & allowed:
+                raise ValueError(f"key {key.kid!r} admits none of the allowed algorithms")
+
+    async def verify(self, token: str) -> Principal:
+        """Return the principal of a valid token. See :meth:`verify_sync`."""
+        return self.verify_sync(token)
+
+    def verify_sync(self, token: str) -> Principal:
+        """Return the principal of a valid token, from the cache when already verified.
+
+        Raises:
+            InvalidToken: the token is malformed, unsigned, signed with a key or
+                algorithm not configured, has a bad signature, fails a claim check,
+                or lacks a subject. ``ExpiredToken`` and ``UnknownKey`` are subclasses.
+        """
+        cached = self._cache.get(token)
+        if cached is not None:
+            if cached[1] > self._clock():
+                self._cache.move_to_end(token)
+                return cached[0]
+            del self._cache[token]
+        principal, expires = self._verify(token)
+        if self.cache_size and expires is not None:
+            if len(self._cache) >= self.cache_size:
+                self._cache.popitem(last=False)
+            self._cache[token] = (principal, expires)
+        return principal
+
+    def clear_cache(self) -> None:
+        """Forget every verified token (e.g. after revoking one)."""
+        self._cache.clear()
+
+    def _verify(self, token: str) -> tuple[Principal, float | None]:
+        if not isinstance(token, str):
+            raise InvalidToken("token is not a string")
+        if len(token) > self.max_token_bytes:
+            raise InvalidToken(f"token is longer than {self.max_token_bytes} bytes")
+        if _TOKEN_SHAPE.fullmatch(token) is None:
+            raise InvalidToken("not three base64url segments")
+        first = token.index(".")
+        last = token.rindex(".")
+        header = token[:first]
+        selected = self._headers.get(header)
+        if selected is None:
+            selected = self._parse_header(header)
+        algorithm, keys = selected
+        signature = _b64decode(token[last + 1 :])
+        signed = token[:last].encode("ascii")
+        for key in keys:
+            if algorithm.verify(signed, key.verify_key, signature):
+                break
+        else:
+            raise InvalidToken("signature does not verify")
+        claims = _json_object(_b64decode(token[first + 1 : last]), "payload")
+        expires = self._check_claims(claims)
+        return Principal.from_claims(claims, self.mapping), expires
+
+    def _parse_header(self, segment: str) -> tuple[Any, tuple[Key, ...]]:
+        header = _json_object(_b64decode(segment), "header")
+        alg = header.get("alg")
+        if type(alg) is not str or alg not in self.algorithms:
+            raise InvalidToken(f"algorithm {_short(alg)} is not allowed")
+        if "crit" in header:
+            # RFC 7515 §4.1.11: extensions we do not implement must be refused.
+            raise InvalidToken("'crit' header extensions are not supported")
+        kid = header.get("kid")
+        if kid is not None and type(kid) is not str:
+            raise InvalidToken("'kid' is not a string")
+        if self.typ is not None:
+            typ = header.get("typ")
+            if type(typ) is not str or _normalise_typ(typ) != self.typ:
+                raise InvalidToken(f"'typ' {_short(typ)} is not {self.typ!r}")
+        keys = self.keys.candidates(kid, alg)
+        if not keys:
+            if kid is not None:
+                raise UnknownKey(f"no key with kid {_short(kid)} for {alg}")
+            raise InvalidToken(f"no key for {alg}")
+        selected = (ALGORITHMS[alg], keys)
+        if len(self._headers) >= _HEADER_CACHE_SIZE:
+            self._headers.clear()
+        self._headers[segment] = selected
+        return selected
+
+    def _check_claims(self, claims: dict[str, Any]) -> float | None:
+        for name in self.required:
+            if name not in claims:
+                raise InvalidToken(f"required claim {name!r} is missing")
+        now = self._clock()
+        leeway = self.leeway
+        exp = _number(claims, "exp")
+        if exp is not None and now >= exp + leeway:
+            raise ExpiredToken("token has expired")
+        nbf = _number(claims, "nbf")
+        if nbf is not None and now + leeway < nbf:
+            raise InvalidToken("token is not valid yet (nbf)")
+        iat = _number(claims, "iat")
+        if iat is not None and now + leeway < iat:
+            raise InvalidToken("token was issued in the future (iat)")
+        if self.issuers:
+            iss = claims.get("iss")
+            if type(iss) is not str or iss not in self.issuers:
+                raise InvalidToken(f"issuer {_short(iss)} is not accepted")
+        if "aud" in claims or self.audiences:
+            self._check_audience(claims.get("aud"))
+        return None if exp is None else exp + leeway
+
+    def _check_audience(self, aud: Any) -> None:
+        if type(aud) is str:
+            named: Iterable[Any] = (aud,)
+        elif type(aud) is list and aud and all(type(a) is str for a in aud):
+            named = aud
+        else:
+            raise InvalidToken("'aud' is missing or not a string or list of strings")
+        if not self.audiences:
+            raise InvalidToken("token names an audience but none is configured")
+        if self.audiences.isdisjoint(named):
+            raise InvalidToken(f"audience {_short(aud)} is not accepted")
