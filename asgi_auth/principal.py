@@ -8,7 +8,7 @@ works unchanged behind :class:`~asgi_auth.middleware.AuthMiddleware`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
@@ -188,7 +188,9 @@ class AnonymousPrincipal(BaseUser):
     """The caller who presented no credentials. Use the :data:`ANONYMOUS` singleton."""
 
     subject: None = None
-    claims: Mapping[str, Any] = field(default_factory=lambda: _NO_CLAIMS, compare=False, hash=False, repr=False)
+    claims: Mapping[str, Any] = field(
+        default_factory=lambda: _NO_CLAIMS, compare=False, hash=False, repr=False
+    )
     scopes: frozenset[str] = field(default=_EMPTY, repr=False)
     roles: frozenset[str] = field(default=_EMPTY, repr=False)
     permissions: frozenset[str] = field(default=_EMPTY, repr=False)
@@ -244,5 +246,3 @@ def get_principal(scope: Mapping[str, Any]) -> Principal | AnonymousPrincipal:
     if isinstance(user, Principal | AnonymousPrincipal):
         return user
     raise RuntimeError("no principal on this scope: is AuthMiddleware installed?")
-
-

@@ -226,7 +226,7 @@ class Key:
             "RSA": RSAAlgorithm,
             "EC": ECAlgorithm,
             "OKP": OKPAlgorithm,
-        }[kty]
+        }[str(kty)]
         try:
             material = parser.from_jwk(dict(obj))
         except (InvalidKeyError, ValueError, TypeError, KeyError) as exc:
@@ -252,8 +252,12 @@ class Key:
         if algorithm in _RSA_ALGORITHMS:
             private = rsa.generate_private_key(public_exponent=65537, key_size=MIN_RSA_BITS)
         elif algorithm in _EC_CURVES:
-            curve = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
-            private = ec.generate_private_key(curve[_EC_CURVES[algorithm]]())
+            curves: dict[str, ec.EllipticCurve] = {
+                "P-256": ec.SECP256R1(),
+                "P-384": ec.SECP384R1(),
+                "P-521": ec.SECP521R1(),
+            }
+            private = ec.generate_private_key(curves[_EC_CURVES[algorithm]])
         elif algorithm == "EdDSA":
             private = ed25519.Ed25519PrivateKey.generate()
         else:

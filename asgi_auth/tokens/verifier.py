@@ -162,7 +162,9 @@ class JWTVerifier:
         mapping: ClaimMapping = DEFAULT_MAPPING,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        keyset = keys if isinstance(keys, KeySet) else KeySet([keys] if isinstance(keys, Key) else keys)
+        keyset = (
+            keys if isinstance(keys, KeySet) else KeySet([keys] if isinstance(keys, Key) else keys)
+        )
         if isinstance(algorithms, str):
             raise TypeError("algorithms must be a list of names, not a string")
         allowed = keyset.algorithms if algorithms is None else frozenset(algorithms)

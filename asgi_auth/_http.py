@@ -1,0 +1,148 @@
+"""The one module that knows status codes, ``WWW-Authenticate`` and denial responses.
+
+Answers follow RFC 6750 §3: 400 ``invalid_request`` for a malformed request, 401 with
+``error="invalid_token"`` for a bad token, 401 with a bare challenge when credentials
+are missing (§3.1: no error code then), 403 ``insufficient_scope`` for a caller who
+lacks the right, and 503 when a dependency is down (failing closed). Bodies carry a
+generic message; the precise reason goes to the log only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from asgi_auth.errors import (
+    AuthError,
+    InvalidToken,
+    MalformedCredentials,
+    NotAuthenticated,
+    PermissionDenied,
+    ServiceUnavailable,
+)
+from asgi_auth.types import Receive, Scope, Send
+
+__all__ = ["Denial", "Responder", "check_realm"]
+
+_QDTEXT: Final = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+_SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 §3.3 scope-token
+_MESSAGES: Final = {
+    400: ("invalid_request", "The request's credentials are malformed."),
+    401: ("invalid_token", "The access token is invalid or has expired."),
+    403: ("insufficient_scope", "The access token does not grant this request."),
+    503: ("temporarily_unavailable", "Authorization is temporarily unavailable."),
+}
+WS_POLICY_VIOLATION: Final = 1008  # RFC 6455 §7.4.1
+WS_TRY_AGAIN_LATER: Final = 1013
+
+
+def check_realm(realm: str) -> str:
+    """Validate a realm for use inside a quoted-string.
+
+    Raises:
+        ValueError: the realm has characters a quoted-string cannot carry unescaped.
+    """
+    if not isinstance(realm, str) or not realm or _QDTEXT.fullmatch(realm) is None:
+        raise ValueError("realm must be non-empty printable ASCII without '\"' or '\\'")
+    return realm
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """A complete refusal: status, headers and body, ready to send over HTTP or WebSocket."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+
+    async def send_http(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+    async def send_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a WebSocket handshake before ``accept``.
+
+        With the ``websocket.http.response`` extension the client gets this very HTTP
+        response; otherwise the connection is closed (1008, or 1013 for a 503), which
+        servers turn into an HTTP 403 during the handshake.
+        """
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return  # the client left already
+        extensions = scope.get("extensions") or {}
+        if "websocket.http.response" in extensions:
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": self.status,
+                    "headers": self.headers,
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": self.body})
+        else:
+            code = WS_TRY_AGAIN_LATER if self.status == 503 else WS_POLICY_VIOLATION
+            await send({"type": "websocket.close", "code": code, "reason": ""})
+
+    async def send(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send over whichever protocol the scope speaks."""
+        if scope["type"] == "websocket":
+            await self.send_websocket(scope, receive, send)
+        else:
+            await self.send_http(send)
+
+
+def _challenge(realm: str, error: str | None, scopes: Iterable[str] = ()) -> bytes:
+    parts = [f'Bearer realm="{realm}"']
+    if error is not None:
+        parts.append(f'error="{error}"')
+    names = [s for s in scopes if _SCOPE_TOKEN.fullmatch(s)]
+    if names:
+        parts.append(f'scope="{" ".join(names)}"')
+    return ", ".join(parts).encode("ascii")
+
+
+def _denial(status: int, challenge: bytes | None, *, error: str | None = None) -> Denial:
+    code, message = _MESSAGES[status]
+    body = json.dumps({"error": error or code, "error_description": message}).encode()
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"cache-control", b"no-store"),
+    ]
+    if challenge is not None:
+        headers.append((b"www-authenticate", challenge))
+    return Denial(status, tuple(headers), body)
+
+
+class Responder:
+    """Turns asgi_auth errors into denials for one realm, precomputed once."""
+
+    __slots__ = ("_by_type", "realm", "unauthenticated")
+
+    def __init__(self, realm: str) -> None:
+        self.realm = check_realm(realm)
+        self.unauthenticated = _denial(401, _challenge(realm, None), error="unauthorized")
+        self._by_type: dict[type[AuthError], Denial] = {
+            MalformedCredentials: _denial(400, _challenge(realm, "invalid_request")),
+            InvalidToken: _denial(401, _challenge(realm, "invalid_token")),
+            NotAuthenticated: self.unauthenticated,
+            PermissionDenied: _denial(403, _challenge(realm, "insufficient_scope")),
+            ServiceUnavailable: _denial(503, None),
+        }
+
+    def denial(self, error: AuthError) -> Denial:
+        """The answer to ``error``.
+
+        Raises:
+            TypeError: an error class with no defined answer (a programming error).
+        """
+        if isinstance(error, PermissionDenied) and error.scopes:
+            return _denial(403, _challenge(self.realm, "insufficient_scope", error.scopes))
+        for kind in type(error).__mro__:
+            found = self._by_type.get(kind)
+            if found is not None:
+                return found
+        raise TypeError(f"no HTTP answer is defined for {type(error).__name__}")

@@ -1,0 +1,113 @@
+"""Finding the bearer token of a request, from raw ASGI header bytes.
+
+RFC 6750 §2.1: ``credentials = "Bearer" 1*SP b64token``, the scheme compared
+case-insensitively (RFC 7235 §2.1). A request with no ``Authorization`` header, or
+one with another scheme (``Basic``), carries no bearer token: the caller is
+anonymous. A bearer header that is malformed is a bad request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from asgi_auth.errors import MalformedCredentials
+
+__all__ = ["BearerExtractor"]
+
+# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN: Final = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
+_COOKIE_VALUE: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_OWS: Final = b" \t"
+
+
+class BearerExtractor:
+    """Extracts the bearer token from a request scope.
+
+    Args:
+        cookie: also read the token from this cookie when there is no
+            ``Authorization`` header (for browser clients). Off by default.
+        query_param: also read the token from this query parameter, on WebSocket
+            handshakes only (browsers cannot set headers there; RFC 6750 §2.3 calls it
+            ``access_token``). Off by default: URLs end up in logs.
+
+    Raises:
+        ValueError: an empty cookie or parameter name.
+    """
+
+    __slots__ = ("cookie", "query_param")
+
+    def __init__(self, *, cookie: str | None = None, query_param: str | None = None) -> None:
+        if cookie is not None and (not cookie or not cookie.isascii() or "=" in cookie):
+            raise ValueError("cookie must be a non-empty ASCII cookie name")
+        if query_param is not None and not query_param:
+            raise ValueError("query_param must be a non-empty name")
+        self.cookie = cookie
+        self.query_param = query_param
+
+    def extract(self, scope: Mapping[str, Any]) -> str | None:
+        """The request's bearer token, or None when it carries none.
+
+        Raises:
+            MalformedCredentials: two ``Authorization`` headers, an empty or
+                ill-formed bearer token, or a token sent by two methods at once.
+        """
+        header: bytes | None = None
+        cookies: list[bytes] = []
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if header is not None:
+                    raise MalformedCredentials("more than one Authorization header")
+                header = value
+            elif name == b"cookie" and self.cookie is not None:
+                cookies.append(value)
+        token = None if header is None else _parse_authorization(header)
+        if self.query_param is not None and scope["type"] == "websocket":
+            from_query = self._from_query(scope.get("query_string", b""))
+            if from_query is not None:
+                if token is not None:
+                    # RFC 6750 §2: clients MUST NOT use more than one method.
+                    raise MalformedCredentials("token sent in the header and the query")
+                return from_query
+        if token is None and header is None and cookies:
+            return self._from_cookies(cookies)
+        return token
+
+    def _from_query(self, query_string: bytes) -> str | None:
+        found = [
+            v
+            for k, v in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+            if k == self.query_param
+        ]
+        if not found:
+            return None
+        if len(found) > 1:
+            raise MalformedCredentials("the token parameter appears more than once")
+        if _COOKIE_VALUE.fullmatch(found[0]) is None:
+            raise MalformedCredentials("the token parameter is empty or has illegal characters")
+        return found[0]
+
+    def _from_cookies(self, headers: list[bytes]) -> str | None:
+        wanted = self.cookie.encode("ascii") if self.cookie else b""
+        for header in headers:
+            for pair in header.split(b";"):
+                name, sep, value = pair.strip(_OWS).partition(b"=")
+                if sep and name == wanted:
+                    text = value.strip(b'"').decode("latin-1")
+                    return text if _COOKIE_VALUE.fullmatch(text) else None
+        return None
+
+
+def _parse_authorization(value: bytes) -> str | None:
+    value = value.strip(_OWS)
+    scheme, space, rest = value.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None  # another scheme (Basic, Digest…) is not ours to judge
+    token = rest.lstrip(b" ")
+    if not space or not token:
+        raise MalformedCredentials("Bearer scheme without a token")
+    if _B64TOKEN.fullmatch(token) is None:
+        raise MalformedCredentials("bearer token has illegal characters or is not one credential")
+    return token.decode("ascii")

@@ -1,0 +1,99 @@
+"""``AuthMiddleware``: from an ``Authorization: Bearer`` header to a principal on the scope.
+
+Pure ASGI. It establishes who is calling and nothing more: it never refuses a
+request for *lacking* credentials (that is a guard's call) and never reads the
+store. ``http`` and ``websocket`` scopes are handled; every other scope type
+(``lifespan``…) passes through untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from asgi_auth._http import Denial, Responder
+from asgi_auth.credentials import BearerExtractor
+from asgi_auth.errors import InvalidToken, MalformedCredentials, ServiceUnavailable
+from asgi_auth.principal import ANONYMOUS, AnonymousPrincipal, AuthContext, Principal
+from asgi_auth.tokens.verifier import TokenVerifier
+from asgi_auth.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["AuthMiddleware"]
+
+logger: Final = logging.getLogger("asgi_auth.authn")
+
+
+class AuthMiddleware:
+    """Puts the caller's principal on ``scope["user"]`` and an :class:`AuthContext` on
+    ``scope["auth"]`` (so ``request.user`` and Starlette's ``@requires`` work).
+
+    No bearer token: the anonymous principal. A malformed ``Authorization`` header:
+    400 ``invalid_request``. A bad token: 401 with
+    ``WWW-Authenticate: Bearer realm="…", error="invalid_token"`` (or the anonymous
+    principal with ``anonymous_on_invalid=True``). A verifier that cannot reach a
+    dependency: 503. WebSocket handshakes are refused before ``accept``.
+
+    Args:
+        app: the ASGI app to protect.
+        verifier: turns a token into a principal (:class:`~asgi_auth.JWTVerifier`…).
+        realm: the ``realm`` of every challenge.
+        anonymous_on_invalid: treat a bad token as no token instead of refusing it.
+        cookie: also read the token from this cookie (browser clients).
+        query_param: also read the token from this query parameter on WebSocket
+            handshakes (``"access_token"`` is RFC 6750's name). Off by default.
+
+    Raises:
+        TypeError: ``verifier`` has no async ``verify``.
+        ValueError: an invalid realm, cookie or parameter name.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: TokenVerifier,
+        realm: str = "api",
+        anonymous_on_invalid: bool = False,
+        cookie: str | None = None,
+        query_param: str | None = None,
+    ) -> None:
+        if not isinstance(verifier, TokenVerifier):
+            raise TypeError("verifier must have an async verify(token) method")
+        self.app = app
+        self.verifier = verifier
+        self.anonymous_on_invalid = anonymous_on_invalid
+        self.responder = Responder(realm)
+        self.extractor = BearerExtractor(cookie=cookie, query_param=query_param)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        principal: Principal | AnonymousPrincipal = ANONYMOUS
+        denial: Denial | None = None
+        try:
+            token = self.extractor.extract(scope)
+            if token is not None:
+                principal = await self.verifier.verify(token)
+        except MalformedCredentials as exc:
+            logger.info("malformed credentials: %s", exc.reason, extra=_where(scope))
+            denial = self.responder.denial(exc)
+        except InvalidToken as exc:
+            logger.info("token refused: %s", exc.reason, extra=_where(scope))
+            if not self.anonymous_on_invalid:
+                denial = self.responder.denial(exc)
+        except ServiceUnavailable as exc:
+            logger.error("cannot verify token: %s", exc.reason, extra=_where(scope))
+            denial = self.responder.denial(exc)
+        if denial is not None:
+            await denial.send(scope, receive, send)
+            return
+        # The ASGI spec asks middleware to copy the scope, never mutate the caller's.
+        scope = {**scope, "user": principal, "auth": AuthContext(principal)}
+        await self.app(scope, receive, send)
+
+
+def _where(scope: Scope) -> dict[str, object]:
+    client = scope.get("client")
+    return {"client": client[0] if client else None, "path": scope.get("path")}
