@@ -30,10 +30,11 @@ __all__ = ["Denial", "Responder", "check_realm"]
 _QDTEXT: Final = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 §3.3 scope-token
 _MESSAGES: Final = {
-    400: ("invalid_request", "The request's credentials are malformed."),
-    401: ("invalid_token", "The access token is invalid or has expired."),
-    403: ("insufficient_scope", "The access token does not grant this request."),
-    503: ("temporarily_unavailable", "Authorization is temporarily unavailable."),
+    "invalid_request": "The request's credentials are malformed.",
+    "invalid_token": "The access token is invalid or has expired.",
+    "unauthorized": "This resource needs a bearer token.",
+    "insufficient_scope": "The access token does not grant this request.",
+    "temporarily_unavailable": "Authorization is temporarily unavailable; try again later.",
 }
 WS_POLICY_VIOLATION: Final = 1008  # RFC 6455 §7.4.1
 WS_TRY_AGAIN_LATER: Final = 1013
@@ -104,9 +105,8 @@ def _challenge(realm: str, error: str | None, scopes: Iterable[str] = ()) -> byt
     return ", ".join(parts).encode("ascii")
 
 
-def _denial(status: int, challenge: bytes | None, *, error: str | None = None) -> Denial:
-    code, message = _MESSAGES[status]
-    body = json.dumps({"error": error or code, "error_description": message}).encode()
+def _denial(status: int, error: str, challenge: bytes | None) -> Denial:
+    body = json.dumps({"error": error, "error_description": _MESSAGES[error]}).encode()
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode("ascii")),
@@ -124,14 +124,18 @@ class Responder:
 
     def __init__(self, realm: str) -> None:
         self.realm = check_realm(realm)
-        self.unauthenticated = _denial(401, _challenge(realm, None), error="unauthorized")
+        # RFC 6750 §3.1: a request without credentials gets a challenge with no error code.
+        self.unauthenticated = _denial(401, "unauthorized", _challenge(realm, None))
         self._by_type: dict[type[AuthError], Denial] = {
-            MalformedCredentials: _denial(400, _challenge(realm, "invalid_request")),
-            InvalidToken: _denial(401, _challenge(realm, "invalid_token")),
+            MalformedCredentials: self._coded(400, "invalid_request"),
+            InvalidToken: self._coded(401, "invalid_token"),
             NotAuthenticated: self.unauthenticated,
-            PermissionDenied: _denial(403, _challenge(realm, "insufficient_scope")),
-            ServiceUnavailable: _denial(503, None),
+            PermissionDenied: self._coded(403, "insufficient_scope"),
+            ServiceUnavailable: _denial(503, "temporarily_unavailable", None),
         }
+
+    def _coded(self, status: int, error: str, scopes: Iterable[str] = ()) -> Denial:
+        return _denial(status, error, _challenge(self.realm, error, scopes))
 
     def denial(self, error: AuthError) -> Denial:
         """The answer to ``error``.
@@ -140,7 +144,7 @@ class Responder:
             TypeError: an error class with no defined answer (a programming error).
         """
         if isinstance(error, PermissionDenied) and error.scopes:
-            return _denial(403, _challenge(self.realm, "insufficient_scope", error.scopes))
+            return self._coded(403, "insufficient_scope", error.scopes)
         for kind in type(error).__mro__:
             found = self._by_type.get(kind)
             if found is not None:

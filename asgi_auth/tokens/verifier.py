@@ -31,7 +31,13 @@ from asgi_auth.tokens.keys import (
     KeySet,
 )
 
-__all__ = ["DEFAULT_CACHE_SIZE", "DEFAULT_MAX_TOKEN_BYTES", "JWTVerifier", "TokenVerifier"]
+__all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "DEFAULT_MAX_TOKEN_BYTES",
+    "JWTVerifier",
+    "TokenVerifier",
+    "read_unverified",
+]
 
 #: Verified tokens kept by default. Each entry holds the token string and its
 #: principal: about 2 KiB for a typical 400-byte token with a dozen claims, so the
@@ -106,6 +112,21 @@ def _names(value: str | Iterable[str] | None, what: str) -> frozenset[str]:
     if not names or not all(isinstance(v, str) and v for v in names):
         raise TypeError(f"{what} must be a string or a non-empty collection of strings")
     return names
+
+
+def read_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a token, parsed strictly but NOT verified: for display only.
+
+    Raises:
+        InvalidToken: the token is not a well-formed compact JWS with JSON objects.
+    """
+    if _TOKEN_SHAPE.fullmatch(token) is None:
+        raise InvalidToken("not three base64url segments")
+    header, payload, _ = token.split(".")
+    return (
+        _json_object(_b64decode(header), "header"),
+        _json_object(_b64decode(payload), "payload"),
+    )
 
 
 @runtime_checkable
