@@ -21,6 +21,8 @@ __all__ = ["BearerExtractor"]
 _B64TOKEN: Final = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
 _COOKIE_VALUE: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _OWS: Final = b" \t"
+# RFC 9110 §5.6.2 token: the auth-scheme.
+_SCHEME: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class BearerExtractor:
@@ -102,11 +104,16 @@ class BearerExtractor:
 
 def _parse_authorization(value: bytes) -> str | None:
     value = value.strip(_OWS)
-    scheme, space, rest = value.partition(b" ")
-    if scheme.lower() != b"bearer":
+    match = _SCHEME.match(value)
+    if match is None or match.group().lower() != b"bearer":
         return None  # another scheme (Basic, Digest…) is not ours to judge
+    rest = value[match.end() :]
+    if not rest.startswith(b" "):
+        # "Bearer", or "Bearer" followed by a tab or a control byte: RFC 6750 §2.1
+        # separates scheme and token with spaces only.
+        raise MalformedCredentials("Bearer scheme not followed by a space and a token")
     token = rest.lstrip(b" ")
-    if not space or not token:
+    if not token:
         raise MalformedCredentials("Bearer scheme without a token")
     if _B64TOKEN.fullmatch(token) is None:
         raise MalformedCredentials("bearer token has illegal characters or is not one credential")

@@ -8,6 +8,7 @@ store. ``http`` and ``websocket`` scopes are handled; every other scope type
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Final
 
@@ -57,7 +58,7 @@ class AuthMiddleware:
         cookie: str | None = None,
         query_param: str | None = None,
     ) -> None:
-        if not isinstance(verifier, TokenVerifier):
+        if not inspect.iscoroutinefunction(getattr(verifier, "verify", None)):
             raise TypeError("verifier must have an async verify(token) method")
         self.app = app
         self.verifier = verifier

@@ -73,7 +73,7 @@ class ClaimMapping:
                 found.update(value)
             else:
                 raise InvalidToken(f"claim {path!r} is neither a string nor a list of strings")
-        return frozenset(found)
+        return frozenset(found) if found else _EMPTY
 
 
 DEFAULT_MAPPING: Final = ClaimMapping()

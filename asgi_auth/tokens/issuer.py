@@ -22,8 +22,10 @@ RESERVED_CLAIMS: Final = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "j
 
 def _seconds(value: float | timedelta, what: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise ValueError(f"{what} must be a positive number of seconds")
+    if not 0 < seconds < 10**9:  # also refuses NaN and infinity
+        raise ValueError(f"{what} must be a positive number of seconds below 10**9")
     return seconds
 
 

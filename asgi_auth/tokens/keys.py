@@ -210,7 +210,7 @@ class Key:
         if not isinstance(obj, Mapping):
             raise ValueError("a JWK must be a JSON object")
         kty, kid, alg = obj.get("kty"), obj.get("kid"), obj.get("alg")
-        if kty not in _KTY_ALGORITHMS:
+        if not isinstance(kty, str) or kty not in _KTY_ALGORITHMS:
             raise ValueError(f"unsupported JWK kty {kty!r}")
         if kid is not None and not isinstance(kid, str):
             raise ValueError("JWK kid must be a string")
@@ -226,7 +226,7 @@ class Key:
             "RSA": RSAAlgorithm,
             "EC": ECAlgorithm,
             "OKP": OKPAlgorithm,
-        }[str(kty)]
+        }[kty]
         try:
             material = parser.from_jwk(dict(obj))
         except (InvalidKeyError, ValueError, TypeError, KeyError) as exc:

@@ -1,0 +1,1 @@
+"""Benchmarks for asgi_auth (``python -m benchmarks.verify``)."""

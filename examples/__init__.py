@@ -1,0 +1,1 @@
+"""Runnable examples; each is imported and exercised by tests/test_examples.py."""
