@@ -1,0 +1,134 @@
+"""The README's code samples run, and the commands it shows exist."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import asgi_auth
+from asgi_auth import JWTVerifier, Key, KeySet, TokenIssuer
+from asgi_auth.cli import build_parser
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+SECRET = "a-readme-secret-that-is-long-enough-32b"
+
+
+def _block(heading: str, language: str = "python") -> str:
+    section = README.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    match = re.search(rf"```{language}\n(.*?)```", section, re.DOTALL)
+    assert match is not None, f"no {language} block under {heading!r}"
+    return match.group(1)
+
+
+def _run(code: str) -> dict[str, Any]:
+    namespace: dict[str, Any] = {"__name__": "readme_sample"}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    return namespace
+
+
+async def test_protect_an_app_sample_serves_principals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASGI_AUTH_SECRET", SECRET)
+    app = _run(_block("Protect an app"))["app"]
+    token = TokenIssuer(Key.from_secret(SECRET)).issue(1, claims={"name": "Ada", "scope": "x"})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://readme") as client:
+        known = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
+        anonymous = await client.get("/me")
+        forged = await client.get("/me", headers={"Authorization": "Bearer a.b.c"})
+    assert known.json() == {"user": "Ada", "scopes": ["x"]}
+    assert anonymous.json() == {"user": "", "scopes": []}
+    assert forged.status_code == 401
+
+
+def test_verifying_tokens_sample_builds_the_verifier_it_describes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current, previous = Key.generate("ES256"), Key.generate("ES256")
+    (tmp_path / "current.pem").write_bytes(current.private_pem())
+    (tmp_path / "previous.pem").write_bytes(previous.private_pem())
+    monkeypatch.chdir(tmp_path)
+    verifier: JWTVerifier = _run(_block("Verifying tokens"))["verifier"]
+    assert verifier.typ == "at+jwt"
+    assert verifier.leeway == 30
+    for key in (current, previous):  # both keys of the rotation verify
+        issuer = TokenIssuer(
+            key, issuer="https://auth.example.com", audience="my-api", typ="at+jwt"
+        )
+        token = issuer.issue(5)
+        assert verifier.verify_sync(token).subject == "5"
+
+
+def test_issuing_tokens_sample_publishes_keys_that_verify_its_token() -> None:
+    namespace = _run(_block("Issuing tokens"))
+    verifier = JWTVerifier(
+        KeySet.from_jwks(namespace["jwks"]), issuer="https://auth.example.com", audience="my-api"
+    )
+    principal = verifier.verify_sync(namespace["token"])
+    assert principal.subject == "1"
+    assert principal.scopes == {"items:read"}
+
+
+def _readme_commands() -> list[list[str]]:
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README, re.DOTALL):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            while words and "=" in words[0]:
+                words.pop(0)  # VAR=value prefixes
+            if words and words[0] == "asgi-auth":
+                commands.append(words[1:])
+    return commands
+
+
+def test_every_asgi_auth_command_in_the_readme_exists() -> None:
+    commands = _readme_commands()
+    assert len(commands) >= 7
+    actions = build_parser()._actions
+    subcommands = next(a for a in actions if isinstance(a, argparse._SubParsersAction))
+    assert {c[0] for c in commands} <= set(subcommands.choices)
+
+
+def test_the_command_line_section_runs(tmp_path: Path) -> None:
+    env = {"ASGI_AUTH_SECRET": SECRET, "PATH": str(Path(sys.executable).parent)}
+    ran = 0
+    for words in _readme_commands():
+        if words[0] == "demo":
+            continue  # a server; tests/test_demo.py starts it for real
+        if "TOKEN" in words:
+            token = TokenIssuer(Key.from_secret(SECRET)).issue(1)
+            words = [token if w == "TOKEN" else w for w in words]
+        words = [SECRET if w == "$ASGI_AUTH_SECRET" else w for w in words]
+        done = subprocess.run(
+            [sys.executable, "-m", "asgi_auth.cli", *words],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (words, done.stderr)
+        ran += 1
+    assert ran >= 6
+
+
+def test_the_benchmark_module_the_readme_names_exists() -> None:
+    assert "python -m benchmarks.verify" in README
+    assert (Path(__file__).parent.parent / "benchmarks" / "verify.py").is_file()
+
+
+def test_public_api_is_sorted_importable_and_documented() -> None:
+    names = asgi_auth.__all__
+    assert names == sorted(names)
+    for name in names:
+        value = getattr(asgi_auth, name)
+        if isinstance(value, type) or callable(value):
+            assert value.__doc__, f"{name} has no docstring"
