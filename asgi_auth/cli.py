@@ -98,7 +98,7 @@ def cmd_secret(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
 
 
 def cmd_keys(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
-    if args.alg.startswith("HS"):
+    if args.alg.upper().startswith("HS"):
         raise UsageError("HMAC secrets have no key pair: use `asgi-auth secret`")
     try:
         key = Key.generate(args.alg, kid=args.kid)
@@ -107,9 +107,15 @@ def cmd_keys(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
     path = Path(args.out or f"asgi-auth-{args.alg.lower()}.pem")
     if path.exists() and not args.force:
         raise UsageError(f"{path} exists; pass --force to overwrite it")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.private_pem())
+    try:
+        if args.force:
+            path.unlink(missing_ok=True)  # recreate, so the mode below applies
+        # O_EXCL: the file is born 0600; an existing file's looser mode never carries over.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key.private_pem())
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
     print(f"wrote the private key to {path} (keep it secret)", file=sys.stderr)
     print(json.dumps(KeySet([key]).public_jwks(), indent=2), file=out)
     return 0
@@ -143,9 +149,11 @@ def cmd_inspect(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -
     for name in ("iat", "nbf", "exp"):
         value = claims.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            report.setdefault("times", {})[name] = time.strftime(
-                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(value)
-            )
+            try:
+                moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+            except (OverflowError, OSError, ValueError):
+                moment = "out of range"
+            report.setdefault("times", {})[name] = moment
     settings = _settings(args, env)
     status = 0
     if args.jwks or settings["secret"] or settings["private_key"]:

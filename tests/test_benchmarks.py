@@ -87,7 +87,8 @@ def test_smoke_run_prints_a_table_and_writes_json(
         assert record["rounds"] == 1
     baseline = next(r for r in results if r["contender"] == bench.BASELINE)
     assert baseline["ratio"] == 1.0
-    assert document["skipped"] == []
+    # Only contenders that are not installed may be skipped; none may fail the checks.
+    assert {s["contender"] for s in document["skipped"]}.isdisjoint(EXPECTED)
 
 
 def test_tamper_flips_one_payload_character_and_keeps_the_signature() -> None:

@@ -134,6 +134,13 @@ def test_secret_bytes_48(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(base64.b64decode(out.strip(), validate=True)) == 48
 
 
+def test_secret_uses_the_standard_base64_alphabet(capsys: pytest.CaptureFixture[str]) -> None:
+    # Like `openssl rand -base64`: "+" and "/", not the URL-safe "-" and "_".
+    texts = [run(capsys, ["secret", "--bytes", "128"], {})[1].strip() for _ in range(5)]
+    assert all(STANDARD_BASE64.fullmatch(t) for t in texts)
+    assert any("+" in t or "/" in t for t in texts)
+
+
 def test_two_secrets_differ(capsys: pytest.CaptureFixture[str]) -> None:
     first = run(capsys, ["secret"], {})[1]
     second = run(capsys, ["secret"], {})[1]

@@ -291,3 +291,10 @@ def test_publishing_a_key_with_the_signing_kid_is_refused() -> None:
 
 def test_hmac_issuer_jwks_has_no_keys(issuer: TokenIssuer) -> None:
     assert issuer.jwks() == {"keys": []}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_claim_values_are_refused_so_tokens_stay_standard_json(value: float) -> None:
+    issuer = TokenIssuer(Key.generate("HS256"))
+    with pytest.raises(ValueError, match="JSON compliant"):
+        issuer.issue(1, claims={"n": value})

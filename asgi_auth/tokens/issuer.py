@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -18,6 +19,13 @@ __all__ = ["DEFAULT_LIFETIME", "RESERVED_CLAIMS", "TokenIssuer"]
 DEFAULT_LIFETIME: Final = 3600
 #: Claims the issuer writes itself; passing them as extra claims is an error.
 RESERVED_CLAIMS: Final = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
+
+
+class _StandardJSON(json.JSONEncoder):
+    """RFC 8259 JSON only: NaN and Infinity make a token other libraries cannot read."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**{**options, "allow_nan": False})
 
 
 def _seconds(value: float | timedelta, what: str) -> float:
@@ -99,7 +107,8 @@ class TokenIssuer:
             audience: overrides the default audience.
 
         Raises:
-            ValueError: empty subject, a reserved claim among ``claims``, or a bad lifetime.
+            ValueError: empty subject, a reserved claim among ``claims``, a claim value
+                that is NaN or infinite, or a bad lifetime.
             TypeError: a subject that is neither a string nor an int.
         """
         if isinstance(subject, bool) or not isinstance(subject, str | int):
@@ -127,7 +136,11 @@ class TokenIssuer:
         if aud is not None:
             payload["aud"] = aud
         return jwt.encode(
-            payload, self.key.sign_key, algorithm=self.algorithm, headers=self._header
+            payload,
+            self.key.sign_key,
+            algorithm=self.algorithm,
+            headers=self._header,
+            json_encoder=_StandardJSON,
         )
 
     def jwks(self) -> dict[str, Any]:
