@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from asgi_auth.errors import (
+    AuthenticationError,
     AuthError,
     InvalidToken,
     MalformedCredentials,
@@ -129,6 +130,8 @@ class Responder:
         self._by_type: dict[type[AuthError], Denial] = {
             MalformedCredentials: self._coded(400, "invalid_request"),
             InvalidToken: self._coded(401, "invalid_token"),
+            # Any other failure to establish identity reads as a bad token.
+            AuthenticationError: self._coded(401, "invalid_token"),
             NotAuthenticated: self.unauthenticated,
             PermissionDenied: self._coded(403, "insufficient_scope"),
             ServiceUnavailable: _denial(503, "temporarily_unavailable", None),

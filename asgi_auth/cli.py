@@ -73,9 +73,12 @@ def new_secret(length: int = 32) -> str:
 
 
 def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
+    secret, private_key = getattr(args, "secret", None), getattr(args, "private_key", None)
+    if not secret and not private_key:  # a key given by flag replaces both variables
+        secret, private_key = env.get("ASGI_AUTH_SECRET"), env.get("ASGI_AUTH_PRIVATE_KEY")
     return {
-        "secret": getattr(args, "secret", None) or env.get("ASGI_AUTH_SECRET"),
-        "private_key": getattr(args, "private_key", None) or env.get("ASGI_AUTH_PRIVATE_KEY"),
+        "secret": secret,
+        "private_key": private_key,
         "algorithm": getattr(args, "algorithm", None) or env.get("ASGI_AUTH_ALGORITHM"),
         "issuer": getattr(args, "issuer", None) or env.get("ASGI_AUTH_ISSUER"),
         "audience": getattr(args, "audience", None) or env.get("ASGI_AUTH_AUDIENCE"),

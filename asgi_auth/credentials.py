@@ -9,9 +9,9 @@ anonymous. A bearer header that is malformed is a bad request.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from asgi_auth.errors import MalformedCredentials
 
@@ -21,6 +21,7 @@ __all__ = ["BearerExtractor"]
 _B64TOKEN: Final = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
 _COOKIE_VALUE: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _OWS: Final = b" \t"
+_ORIGIN: Final = re.compile(rb"[a-z][a-z0-9+.-]*://[^/?#\s]+")
 # RFC 9110 §5.6.2 token: the auth-scheme.
 _SCHEME: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -33,21 +34,39 @@ class BearerExtractor:
             ``Authorization`` header (for browser clients). Off by default.
         query_param: also read the token from this query parameter, on WebSocket
             handshakes only (browsers cannot set headers there; RFC 6750 §2.3 calls it
-            ``access_token``). Off by default: URLs end up in logs.
+            ``access_token``; the value is form-encoded, so a ``+`` must travel as
+            ``%2B``). Off by default: URLs end up in logs.
+        trusted_origins: origins (``https://app.example.com``) besides the request's
+            own host whose browser requests may be authenticated by the cookie. A
+            cookie arrives with cross-site requests too, so a request whose ``Origin``
+            is neither its own host nor trusted does not get the cookie's identity
+            (cross-site request forgery, cross-site WebSocket hijacking).
 
     Raises:
-        ValueError: an empty cookie or parameter name.
+        ValueError: an empty cookie or parameter name, or a malformed origin.
     """
 
-    __slots__ = ("cookie", "query_param")
+    __slots__ = ("cookie", "query_param", "trusted_origins")
 
-    def __init__(self, *, cookie: str | None = None, query_param: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cookie: str | None = None,
+        query_param: str | None = None,
+        trusted_origins: Iterable[str] = (),
+    ) -> None:
         if cookie is not None and (not cookie or not cookie.isascii() or "=" in cookie):
             raise ValueError("cookie must be a non-empty ASCII cookie name")
         if query_param is not None and not query_param:
             raise ValueError("query_param must be a non-empty name")
+        if isinstance(trusted_origins, str):
+            raise TypeError("trusted_origins must be a list of origins, not a string")
+        origins = frozenset(o.rstrip("/").lower().encode("ascii") for o in trusted_origins)
+        if not all(_ORIGIN.fullmatch(o) for o in origins):
+            raise ValueError("trusted origins look like https://host[:port]")
         self.cookie = cookie
         self.query_param = query_param
+        self.trusted_origins = origins
 
     def extract(self, scope: Mapping[str, Any]) -> str | None:
         """The request's bearer token, or None when it carries none.
@@ -58,13 +77,19 @@ class BearerExtractor:
         """
         header: bytes | None = None
         cookies: list[bytes] = []
+        origin = host = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 if header is not None:
                     raise MalformedCredentials("more than one Authorization header")
                 header = value
-            elif name == b"cookie" and self.cookie is not None:
-                cookies.append(value)
+            elif self.cookie is not None:
+                if name == b"cookie":
+                    cookies.append(value)
+                elif name == b"origin":
+                    origin = value
+                elif name == b"host":
+                    host = value
         token = None if header is None else _parse_authorization(header)
         if self.query_param is not None and scope["type"] == "websocket":
             from_query = self._from_query(scope.get("query_string", b""))
@@ -73,9 +98,29 @@ class BearerExtractor:
                     # RFC 6750 §2: clients MUST NOT use more than one method.
                     raise MalformedCredentials("token sent in the header and the query")
                 return from_query
-        if token is None and header is None and cookies:
+        if token is None and header is None and cookies and self._same_site(origin, host):
             return self._from_cookies(cookies)
         return token
+
+    def _same_site(self, origin: bytes | None, host: bytes | None) -> bool:
+        if origin is None:
+            return True  # not a cross-origin browser request
+        origin = origin.strip(_OWS).lower()
+        if origin in self.trusted_origins:
+            return True
+        _, sep, netloc = origin.partition(b"://")
+        return bool(sep) and host is not None and netloc == host.strip(_OWS).lower()
+
+    def without_token(self, query_string: bytes) -> bytes:
+        """``query_string`` without the token parameter, other parameters untouched."""
+        if not query_string or self.query_param is None:
+            return query_string
+        kept = [
+            part
+            for part in query_string.split(b"&")
+            if unquote_plus(part.partition(b"=")[0].decode("latin-1")) != self.query_param
+        ]
+        return b"&".join(kept)
 
     def _from_query(self, query_string: bytes) -> str | None:
         found = [
@@ -97,7 +142,9 @@ class BearerExtractor:
             for pair in header.split(b";"):
                 name, sep, value = pair.strip(_OWS).partition(b"=")
                 if sep and name == wanted:
-                    text = value.strip(b'"').decode("latin-1")
+                    if len(value) >= 2 and value[:1] == value[-1:] == b'"':
+                        value = value[1:-1]  # RFC 6265 §4.1.1: a quoted cookie-value
+                    text = value.decode("latin-1")
                     return text if _COOKIE_VALUE.fullmatch(text) else None
         return None
 

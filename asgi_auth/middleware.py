@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Iterable
 from typing import Final
 
 from asgi_auth._http import Denial, Responder
 from asgi_auth.credentials import BearerExtractor
-from asgi_auth.errors import InvalidToken, MalformedCredentials, ServiceUnavailable
+from asgi_auth.errors import AuthError, InvalidToken, MalformedCredentials, ServiceUnavailable
 from asgi_auth.principal import ANONYMOUS, AnonymousPrincipal, AuthContext, Principal
 from asgi_auth.tokens.verifier import TokenVerifier
 from asgi_auth.types import ASGIApp, Receive, Scope, Send
@@ -39,7 +40,9 @@ class AuthMiddleware:
         verifier: turns a token into a principal (:class:`~asgi_auth.JWTVerifier`…).
         realm: the ``realm`` of every challenge.
         anonymous_on_invalid: treat a bad token as no token instead of refusing it.
-        cookie: also read the token from this cookie (browser clients).
+        cookie: also read the token from this cookie (browser clients); honoured only
+            for requests from the request's own origin or ``trusted_origins``.
+        trusted_origins: other origins whose requests the cookie may authenticate.
         query_param: also read the token from this query parameter on WebSocket
             handshakes (``"access_token"`` is RFC 6750's name). Off by default.
 
@@ -57,6 +60,7 @@ class AuthMiddleware:
         anonymous_on_invalid: bool = False,
         cookie: str | None = None,
         query_param: str | None = None,
+        trusted_origins: Iterable[str] = (),
     ) -> None:
         if not inspect.iscoroutinefunction(getattr(verifier, "verify", None)):
             raise TypeError("verifier must have an async verify(token) method")
@@ -64,7 +68,9 @@ class AuthMiddleware:
         self.verifier = verifier
         self.anonymous_on_invalid = anonymous_on_invalid
         self.responder = Responder(realm)
-        self.extractor = BearerExtractor(cookie=cookie, query_param=query_param)
+        self.extractor = BearerExtractor(
+            cookie=cookie, query_param=query_param, trusted_origins=trusted_origins
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -87,11 +93,17 @@ class AuthMiddleware:
         except ServiceUnavailable as exc:
             logger.error("cannot verify token: %s", exc.reason, extra=_where(scope))
             denial = self.responder.denial(exc)
+        except AuthError as exc:  # a custom verifier's other refusals keep their meaning
+            logger.info("request refused: %s", exc.reason, extra=_where(scope))
+            denial = self.responder.denial(exc)
         if denial is not None:
             await denial.send(scope, receive, send)
             return
         # The ASGI spec asks middleware to copy the scope, never mutate the caller's.
         scope = {**scope, "user": principal, "auth": AuthContext(principal)}
+        if kind == "websocket" and self.extractor.query_param is not None:
+            # The app need not see (nor log) a token that travelled in the URL.
+            scope["query_string"] = self.extractor.without_token(scope.get("query_string", b""))
         await self.app(scope, receive, send)
 
 

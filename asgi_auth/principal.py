@@ -23,11 +23,38 @@ __all__ = [
     "AuthContext",
     "ClaimMapping",
     "Principal",
+    "freeze",
     "get_principal",
+    "thaw",
 ]
 
 _EMPTY: Final[frozenset[str]] = frozenset()
 _NO_CLAIMS: Final[Mapping[str, Any]] = MappingProxyType({})
+#: Starlette's convention: ``@requires("authenticated")`` admits any authenticated caller.
+AUTHENTICATED_SCOPE: Final = "authenticated"
+
+
+def freeze(value: Any) -> Any:
+    """A deep read-only copy of decoded JSON: objects become read-only mappings, arrays tuples.
+
+    Principals are cached and shared across requests, so nothing reachable from one
+    may be mutable.
+    """
+    kind = type(value)
+    if kind is dict:
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if kind is list:
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The inverse of :func:`freeze`: plain dicts and lists, ready for ``json.dumps``."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +95,9 @@ class ClaimMapping:
             if value is None:
                 continue
             if isinstance(value, str):
-                found.update(value.split())
-            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                # RFC 6749 §3.3: scope tokens are separated by SP (not any whitespace).
+                found.update(part for part in value.split(" ") if part)
+            elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
                 found.update(value)
             else:
                 raise InvalidToken(f"claim {path!r} is neither a string nor a list of strings")
@@ -95,25 +123,36 @@ def _lookup(claims: Mapping[str, Any], path: str) -> Any:
 class Principal(BaseUser):
     """An authenticated caller, built from a verified token. Immutable and hashable.
 
+    Two principals are equal when subject, issuer, scopes, roles and permissions are:
+    the same ``sub`` from two issuers is two different callers.
+
     Attributes:
         subject: the token's ``sub``: who the caller is (always a string).
-        claims: every verified claim, read-only. Never logged by ``repr``.
+        issuer: the token's ``iss``, if any.
+        claims: every verified claim, deeply read-only (objects are read-only
+            mappings, arrays tuples; :func:`thaw` gives plain JSON back). Never logged
+            by ``repr``.
         scopes: OAuth scopes the token grants.
         roles: roles the token carries (roles from the store are loaded by guards).
         permissions: permissions the token carries.
     """
 
     subject: str
+    issuer: str | None = None
     claims: Mapping[str, Any] = field(default_factory=lambda: _NO_CLAIMS, compare=False, hash=False)
     scopes: frozenset[str] = _EMPTY
     roles: frozenset[str] = _EMPTY
     permissions: frozenset[str] = _EMPTY
+    auth_scopes: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.subject, str) or not self.subject:
             raise TypeError("Principal.subject must be a non-empty string")
         if not isinstance(self.claims, MappingProxyType):
-            object.__setattr__(self, "claims", MappingProxyType(dict(self.claims)))
+            object.__setattr__(self, "claims", freeze(dict(self.claims)))
+        # Computed once: every request with this (cached) principal reuses it.
+        scopes = (*sorted(self.scopes | self.permissions), AUTHENTICATED_SCOPE)
+        object.__setattr__(self, "auth_scopes", scopes)
 
     @classmethod
     def from_claims(
@@ -128,8 +167,10 @@ class Principal(BaseUser):
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise InvalidToken("claim 'sub' is missing or not a non-empty string")
+        issuer = claims.get("iss")
         return cls(
             subject=subject,
+            issuer=issuer if isinstance(issuer, str) else None,
             claims=claims,
             scopes=mapping.read(claims, mapping.scopes),
             roles=mapping.read(claims, mapping.roles),
@@ -154,12 +195,6 @@ class Principal(BaseUser):
         return self.subject
 
     @property
-    def issuer(self) -> str | None:
-        """The token's ``iss``, if any."""
-        value = self.claims.get("iss")
-        return value if isinstance(value, str) else None
-
-    @property
     def token_id(self) -> str | None:
         """The token's ``jti``, if any."""
         value = self.claims.get("jti")
@@ -172,13 +207,14 @@ class Principal(BaseUser):
             "scopes": sorted(self.scopes),
             "roles": sorted(self.roles),
             "permissions": sorted(self.permissions),
-            "claims": dict(self.claims),
+            "claims": thaw(self.claims),
         }
 
     def __repr__(self) -> str:
         # Claims stay out of logs: they may carry personal data.
         return (
-            f"Principal(subject={self.subject!r}, scopes={sorted(self.scopes)!r}, "
+            f"Principal(subject={self.subject!r}, issuer={self.issuer!r}, "
+            f"scopes={sorted(self.scopes)!r}, "
             f"roles={sorted(self.roles)!r}, permissions={sorted(self.permissions)!r})"
         )
 
@@ -194,6 +230,7 @@ class AnonymousPrincipal(BaseUser):
     scopes: frozenset[str] = field(default=_EMPTY, repr=False)
     roles: frozenset[str] = field(default=_EMPTY, repr=False)
     permissions: frozenset[str] = field(default=_EMPTY, repr=False)
+    auth_scopes: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def is_authenticated(self) -> bool:
@@ -226,13 +263,14 @@ class AuthContext(AuthCredentials):
     """What ``scope["auth"]`` holds: Starlette's ``AuthCredentials`` plus the principal.
 
     ``scopes`` lists the token's scopes and permissions, so Starlette's
-    ``@requires("read:items")`` is satisfied by either.
+    ``@requires("read:items")`` is satisfied by either, plus ``"authenticated"`` for
+    any authenticated caller (Starlette's ``@requires("authenticated")``).
     """
 
     __slots__ = ("principal",)
 
     def __init__(self, principal: Principal | AnonymousPrincipal) -> None:
-        super().__init__(sorted(principal.scopes | principal.permissions))
+        super().__init__(principal.auth_scopes)
         self.principal = principal
 
 

@@ -559,15 +559,30 @@ def test_token_refuses_both_secret_and_key(
     assert status == 2
     assert out == ""
     assert "not both" in err
-    # Also when one comes from a flag and the other from the environment.
-    status, out, err = run(
+    # Both from the environment: refused too.
+    env = {"ASGI_AUTH_SECRET": secret, "ASGI_AUTH_PRIVATE_KEY": str(ec_key_file)}
+    status, out, err = run(capsys, ["token", "--sub", "1"], env)
+    assert status == 2
+    assert "not both" in err
+
+
+def test_a_key_flag_replaces_both_key_variables(
+    capsys: pytest.CaptureFixture[str], secret: str, ec_key_file: Path
+) -> None:
+    status, out, _ = run(
         capsys,
         ["token", "--sub", "1", "--secret", secret],
         {"ASGI_AUTH_PRIVATE_KEY": str(ec_key_file)},
     )
-    assert status == 2
-    assert out == ""
-    assert "not both" in err
+    assert status == 0
+    assert JWTVerifier(Key.from_secret(secret)).verify_sync(out.strip()).subject == "1"
+    status, out, _ = run(
+        capsys,
+        ["token", "--sub", "2", "--private-key", str(ec_key_file)],
+        {"ASGI_AUTH_SECRET": secret},
+    )
+    assert status == 0
+    assert JWTVerifier(Key.from_file(ec_key_file)).verify_sync(out.strip()).subject == "2"
 
 
 def test_token_refuses_an_unreadable_key_file(
@@ -629,7 +644,7 @@ def test_inspect_without_a_key_shows_but_does_not_verify(
     assert report["verified"] is False
     assert report["note"].startswith("UNVERIFIED")
     assert "refused" not in report
-    assert report["header"] == {"alg": "HS256", "typ": "JWT"}
+    assert report["header"] == {"alg": "HS256", "typ": "at+jwt"}
     claims = report["claims"]
     assert claims["sub"] == "42"
     assert claims["scope"] == "read"

@@ -195,7 +195,9 @@ def test_hmac_token_is_refused_by_a_verifier_of_a_jwk_without_alg(
 ) -> None:
     jwk = Key.from_pem(victim_public_pem).public_jwk()
     del jwk["alg"]
-    verifier = JWTVerifier(Key.from_jwk(jwk), clock=_clock)
+    with pytest.raises(ValueError, match="several algorithms"):
+        JWTVerifier(Key.from_jwk(jwk))  # RFC 8725 §3.1: the choice must be explicit
+    verifier = JWTVerifier(Key.from_jwk(jwk), algorithms=["RS256", "PS256"], clock=_clock)
     assert "HS256" not in verifier.algorithms
     signing_input = f"{_encode({'alg': 'HS256'})}.{_encode(CLAIMS)}"
     refused(verifier, f"{signing_input}.{_hs256(signing_input, victim_public_pem)}")

@@ -150,7 +150,7 @@ def test_extra_claims_are_not_mutated(issuer: TokenIssuer) -> None:
 
 
 def test_header_names_the_kid_alg_and_typ(issuer: TokenIssuer) -> None:
-    assert header_of(issuer.issue("alice")) == {"alg": "HS256", "typ": "JWT", "kid": "hs-1"}
+    assert header_of(issuer.issue("alice")) == {"alg": "HS256", "typ": "at+jwt", "kid": "hs-1"}
 
 
 def test_header_has_no_kid_for_a_key_without_one() -> None:
@@ -163,12 +163,13 @@ def test_asymmetric_key_header_names_its_thumbprint_kid() -> None:
     assert header_of(TokenIssuer(key).issue("alice"))["kid"] == key.thumbprint()
 
 
-def test_typ_header_can_be_at_jwt(hs_key: Key) -> None:
-    issuer = TokenIssuer(hs_key, typ="at+jwt", clock=fixed())
+def test_typ_header_is_at_jwt_by_default_and_can_be_plain_jwt(hs_key: Key) -> None:
+    issuer = TokenIssuer(hs_key, clock=fixed())
     token = issuer.issue("alice")
     assert header_of(token)["typ"] == "at+jwt"
     assert JWTVerifier(hs_key, typ="at+jwt", clock=fixed()).verify_sync(token).subject == "alice"
-    plain = TokenIssuer(hs_key, clock=fixed()).issue("alice")
+    plain = TokenIssuer(hs_key, typ="JWT", clock=fixed()).issue("alice")
+    assert header_of(plain)["typ"] == "JWT"
     with pytest.raises(InvalidToken, match="typ"):
         JWTVerifier(hs_key, typ="at+jwt", clock=fixed()).verify_sync(plain)
 

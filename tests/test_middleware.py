@@ -182,7 +182,7 @@ async def test_valid_token_puts_the_principal_on_the_scope(
     assert data["principal"]["subject"] == "alice"
     assert data["principal"]["scopes"] == ["read", "write"]
     assert data["principal"]["roles"] == ["admin"]
-    assert data["auth_scopes"] == ["read", "write"]
+    assert data["auth_scopes"] == ["read", "write", "authenticated"]
 
 
 async def test_starlette_sees_the_user_and_the_auth_context(
@@ -196,7 +196,7 @@ async def test_starlette_sees_the_user_and_the_auth_context(
         "is_authenticated": True,
         "display_name": "Alice Liddell",
         "subject": "u-42",
-        "scopes": ["read"],
+        "scopes": ["read", "authenticated"],
     }
 
 
@@ -442,7 +442,7 @@ async def test_the_app_sees_user_and_auth_on_its_scope(
     auth = seen["auth"]
     assert isinstance(auth, AuthContext)
     assert auth.principal is user
-    assert auth.scopes == ["items:write", "read"]
+    assert auth.scopes == ["items:write", "read", "authenticated"]
 
 
 async def test_anonymous_request_still_gets_user_and_auth(verifier: JWTVerifier) -> None:
@@ -494,7 +494,7 @@ async def test_a_permission_claim_satisfies_starlette_requires(
         items = await c.get("/items", headers=bearer(token))
         me_response = await c.get("/me", headers=bearer(token))
     assert items.status_code == 200
-    assert me_response.json()["scopes"] == ["items:delete", "read"]
+    assert me_response.json()["scopes"] == ["items:delete", "read", "authenticated"]
 
 
 def test_auth_context_lists_scopes_and_permissions() -> None:
@@ -505,7 +505,7 @@ def test_auth_context_lists_scopes_and_permissions() -> None:
         permissions=frozenset({"items:delete", "read"}),
     )
     context = AuthContext(principal)
-    assert context.scopes == ["items:delete", "read", "write"]
+    assert context.scopes == ["items:delete", "read", "write", "authenticated"]
     assert context.principal is principal
     assert AuthContext(ANONYMOUS).scopes == []
 

@@ -43,7 +43,7 @@ async def test_protect_an_app_sample_serves_principals(monkeypatch: pytest.Monke
         known = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
         anonymous = await client.get("/me")
         forged = await client.get("/me", headers={"Authorization": "Bearer a.b.c"})
-    assert known.json() == {"user": "Ada", "scopes": ["x"]}
+    assert known.json() == {"user": "Ada", "scopes": ["x", "authenticated"]}
     assert anonymous.json() == {"user": "", "scopes": []}
     assert forged.status_code == 401
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from asgi_auth.errors import ExpiredToken, InvalidToken, UnknownKey
-from asgi_auth.principal import ClaimMapping, Principal
+from asgi_auth.principal import ClaimMapping, Principal, thaw
 from asgi_auth.tokens import JWTVerifier, Key, KeySet, TokenIssuer, TokenVerifier
 
 SECRET = b"0123456789abcdef" * 4
@@ -431,9 +431,12 @@ def test_missing_subject_is_refused() -> None:
 # -- scopes, roles, permissions ------------------------------------------------------------
 
 
-def test_scope_string_is_split_on_whitespace() -> None:
-    principal = verifier().verify_sync(sign(claims(scope="read  write\tadmin ")))
+def test_scope_string_is_split_on_spaces_only() -> None:
+    # RFC 6749 §3.3: scope-tokens are separated by SP; a tab is part of no separator.
+    principal = verifier().verify_sync(sign(claims(scope="read  write admin ")))
     assert principal.scopes == {"read", "write", "admin"}
+    tabbed = verifier().verify_sync(sign(claims(scope="read\twrite")))
+    assert tabbed.scopes == {"read\twrite"}
 
 
 def test_scp_list_and_scope_string_are_merged() -> None:
@@ -643,7 +646,8 @@ def test_tokens_made_by_pyjwt_verify(algorithm: str, rsa_key: Key) -> None:
     token = jwt.encode(payload, key.sign_key, algorithm=algorithm, headers={"kid": key.kid})
     v = JWTVerifier(key, issuer="https://issuer", audience="api")
     principal = v.verify_sync(token)
-    assert dict(principal.claims) == payload
+    assert thaw(principal.claims) == payload
+    assert principal.claims["aud"] == ("api", "other")  # frozen: cached principals are shared
     assert principal.scopes == {"read", "write"}
 
 
@@ -665,7 +669,7 @@ def test_tokens_we_issue_decode_with_pyjwt(algorithm: str, rsa_key: Key) -> None
     assert decoded == dict(
         JWTVerifier(key, issuer="https://issuer", audience="api").verify_sync(token).claims
     )
-    assert jwt.get_unverified_header(token) == {"alg": algorithm, "typ": "JWT", "kid": key.kid}
+    assert jwt.get_unverified_header(token) == {"alg": algorithm, "typ": "at+jwt", "kid": key.kid}
 
 
 def test_pyjwt_token_of_another_algorithm_family_is_refused(rsa_key: Key) -> None:

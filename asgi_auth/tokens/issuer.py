@@ -32,8 +32,8 @@ def _seconds(value: float | timedelta, what: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise ValueError(f"{what} must be a positive number of seconds")
-    if not 0 < seconds < 10**9:  # also refuses NaN and infinity
-        raise ValueError(f"{what} must be a positive number of seconds below 10**9")
+    if not 1 <= seconds < 10**9:  # also refuses NaN and infinity
+        raise ValueError(f"{what} must be between 1 and 10**9 seconds")
     return seconds
 
 
@@ -49,7 +49,9 @@ class TokenIssuer:
         issuer: the ``iss`` to write.
         audience: the default ``aud`` (a string or a list of strings).
         lifetime: default token lifetime, in seconds or a ``timedelta`` (1 hour).
-        typ: the ``typ`` header (``"JWT"``; ``"at+jwt"`` for RFC 9068 access tokens).
+        typ: the ``typ`` header: ``"at+jwt"``, RFC 9068's explicit type for access
+            tokens, so that a verifier with ``typ="at+jwt"`` can refuse other JWTs
+            signed with the same key (RFC 8725 §3.11).
         publish: more public keys to list in :meth:`jwks` (the next or the previous
             key, while rotating).
         clock: seconds since the epoch; injectable for tests.
@@ -66,7 +68,7 @@ class TokenIssuer:
         issuer: str | None = None,
         audience: str | list[str] | None = None,
         lifetime: float | timedelta = DEFAULT_LIFETIME,
-        typ: str = "JWT",
+        typ: str = "at+jwt",
         publish: Iterable[Key] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -81,7 +83,8 @@ class TokenIssuer:
         self.key = key
         self.algorithm = algorithm
         self.issuer = issuer
-        self.audience = audience
+        # A copy: the caller's list changing later must not change future tokens.
+        self.audience = list(audience) if isinstance(audience, list) else audience
         self.lifetime = _seconds(lifetime, "lifetime")
         self.typ = typ
         self.keys = KeySet([key, *publish])
@@ -134,7 +137,7 @@ class TokenIssuer:
             payload["iss"] = self.issuer
         aud = self.audience if audience is None else audience
         if aud is not None:
-            payload["aud"] = aud
+            payload["aud"] = list(aud) if isinstance(aud, list) else aud
         return jwt.encode(
             payload,
             self.key.sign_key,

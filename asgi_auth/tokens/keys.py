@@ -131,6 +131,12 @@ class Key:
         if algorithm not in HMAC_ALGORITHMS:
             raise ValueError(f"{algorithm!r} is not an HMAC algorithm")
         raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+        try:
+            # PyJWT refuses PEM, SSH and JWK text as an HMAC secret (algorithm confusion);
+            # refuse it here, at configuration, rather than at the first signature.
+            HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(raw)
+        except InvalidKeyError as exc:
+            raise ValueError(f"not usable as an HMAC secret: {exc}") from exc
         minimum = HMAC_ALGORITHMS[algorithm]
         if len(raw) < minimum:
             raise ValueError(
@@ -181,14 +187,17 @@ class Key:
         kid: str | None = None,
         password: bytes | None = None,
     ) -> Key:
-        """A key from a PEM file, or a JWK in a ``.json`` file.
+        """A key from a PEM file, or a JWK in a JSON file (``kid`` and ``password`` apply to PEM).
 
         Raises:
             OSError: the file cannot be read.
-            ValueError: as for :meth:`from_pem` and :meth:`from_jwk`.
+            ValueError: as for :meth:`from_pem` and :meth:`from_jwk`; ``kid`` or
+                ``password`` given for a JWK file.
         """
         data = Path(path).read_bytes()
         if data.lstrip().startswith(b"{"):
+            if kid is not None or password is not None:
+                raise ValueError("a JWK file carries its own kid and is never encrypted")
             return cls.from_jwk(data.decode("utf-8"), algorithm=algorithm)
         return cls.from_pem(data, algorithm=algorithm, kid=kid, password=password)
 

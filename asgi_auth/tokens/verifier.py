@@ -1,17 +1,19 @@
 """Verifying JWS compact tokens (RFC 7515/7519) against local keys.
 
 The parse is strict: exactly three base64url segments over the URL-safe alphabet,
-no padding, canonical final characters, so one token has exactly one spelling and
-the verified-token cache and any deny-list keyed by the token string cannot be
-sidestepped by re-encoding. The signature is checked with PyJWT's algorithm
-objects on keys prepared once; the registered claims are then checked here.
-The algorithm comes from configuration (never from the token alone): the header's
-``alg`` must be on the allow-list and admitted by the key the ``kid`` selects.
+no padding, canonical final characters, so no token can be re-spelled by re-encoding
+a segment. ECDSA signatures stay malleable by nature ((r, s) and (r, n - s) both
+verify), so revocation must key on the ``jti``, never on the token string. The
+signature is checked with PyJWT's algorithm objects on keys prepared once; the
+registered claims are then checked here. The algorithm comes from configuration
+(never from the token alone): the header's ``alg`` must be on the allow-list and
+admitted by the key the ``kid`` selects.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import re
@@ -19,11 +21,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from types import MappingProxyType
 from typing import Any, Final, NoReturn, Protocol, runtime_checkable
 
 from asgi_auth.errors import ExpiredToken, InvalidToken, UnknownKey
-from asgi_auth.principal import DEFAULT_MAPPING, ClaimMapping, Principal
+from asgi_auth.principal import DEFAULT_MAPPING, ClaimMapping, Principal, freeze
 from asgi_auth.tokens.keys import (
     ALGORITHMS,
     HMAC_ALGORITHMS,
@@ -60,8 +61,16 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-# RFC 8259 has no NaN or Infinity: an `exp` of NaN would compare false and never expire.
-_JSON: Final = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:20]}")
+    return value
+
+
+# RFC 8259 has no NaN or Infinity (and 1e999 overflows to it): an `exp` of NaN would
+# compare false and never expire, and a claim of inf cannot be written back as JSON.
+_JSON: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _short(value: object) -> str:
@@ -151,7 +160,9 @@ class JWTVerifier:
         keys: the keys tokens may be signed with; a ``kid`` in the token selects one.
         algorithms: the allow-list. Defaults to the algorithms the keys are bound
             to. ``none`` is refused, as is mixing HMAC with asymmetric keys.
-        issuer: accepted ``iss`` value(s); when set, ``iss`` is required.
+        issuer: accepted ``iss`` value(s); when set, ``iss`` is required. Every key
+            is trusted for every listed issuer: to bind keys to issuers, use one
+            verifier per issuer.
         audience: accepted ``aud`` value(s); when set, ``aud`` is required and must
             name one of them. When unset, a token with an ``aud`` is refused
             (RFC 7519 §4.1.3).
@@ -189,7 +200,14 @@ class JWTVerifier:
         )
         if isinstance(algorithms, str):
             raise TypeError("algorithms must be a list of names, not a string")
-        allowed = keyset.algorithms if algorithms is None else frozenset(algorithms)
+        if algorithms is None:
+            if any(len(key.algorithms) > 1 for key in keyset):
+                # RFC 8725 §3.1: one key, one algorithm. A JWK without "alg" admits a
+                # whole family; make the choice explicit rather than accept all of it.
+                raise ValueError("a key admits several algorithms: pass algorithms=[...]")
+            allowed = keyset.algorithms
+        else:
+            allowed = frozenset(algorithms)
         self._check_algorithms(allowed, keyset)
         if isinstance(require, str):
             raise TypeError("require must be a list of claim names, not a string")
@@ -205,19 +223,27 @@ class JWTVerifier:
             raise ValueError("cache_size must be a non-negative int")
         if typ is not None and (not isinstance(typ, str) or not typ):
             raise TypeError("typ must be a non-empty string")
-        self.keys = keyset
-        self.algorithms = allowed
-        self.issuers = _names(issuer, "issuer")
-        self.audiences = _names(audience, "audience")
-        self.leeway: float = leeway
-        self.required = tuple(dict.fromkeys([*require, "sub"]))
-        self.typ = None if typ is None else _normalise_typ(typ)
-        self.max_token_bytes = max_token_bytes
-        self.cache_size = cache_size
-        self.mapping = mapping
+        self.keys: Final = keyset
+        self.algorithms: Final = allowed
+        self.issuers: Final = _names(issuer, "issuer")
+        self.audiences: Final = _names(audience, "audience")
+        self.leeway: Final[float] = leeway
+        self.required: Final = tuple(dict.fromkeys([*require, "sub"]))
+        self.typ: Final = None if typ is None else _normalise_typ(typ)
+        self.max_token_bytes: Final = max_token_bytes
+        self.cache_size: Final = cache_size
+        self.mapping: Final = mapping
         self._clock = clock
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._headers: dict[str, tuple[Any, tuple[Key, ...]]] = {}
+        self._sealed = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Keys, allow-list and claim rules are fixed at construction: a cached decision
+        # must never outlive the configuration it was made under. Build a new verifier.
+        if getattr(self, "_sealed", False):
+            raise AttributeError(f"JWTVerifier is immutable; cannot set {name!r}")
+        object.__setattr__(self, name, value)
 
     @staticmethod
     def _check_algorithms(allowed: frozenset[str], keyset: KeySet) -> None:
@@ -253,22 +279,28 @@ class JWTVerifier:
         """
         if type(token) is not str:
             raise InvalidToken("token is not a string")
-        cached = self._cache.get(token)
+        cache = self._cache
+        cached = cache.get(token)
         if cached is not None:
             if cached[1] > self._clock():
-                self._cache.move_to_end(token)
+                with contextlib.suppress(KeyError):  # another thread may have evicted it
+                    cache.move_to_end(token)
                 return cached[0]
-            del self._cache[token]
+            cache.pop(token, None)
         principal, expires = self._verify(token)
         if self.cache_size and expires is not None:
-            if len(self._cache) >= self.cache_size:
-                self._cache.popitem(last=False)
-            self._cache[token] = (principal, expires)
+            while len(cache) >= self.cache_size:
+                try:
+                    cache.popitem(last=False)
+                except KeyError:  # emptied by another thread meanwhile
+                    break
+            cache[token] = (principal, expires)
         return principal
 
     def clear_cache(self) -> None:
-        """Forget every verified token (e.g. after revoking one)."""
+        """Forget every verified token and every parsed header."""
         self._cache.clear()
+        self._headers.clear()
 
     def _verify(self, token: str) -> tuple[Principal, float | None]:
         if len(token) > self.max_token_bytes:
@@ -279,6 +311,7 @@ class JWTVerifier:
         last = token.rindex(".")
         header = token[:first]
         selected = self._headers.get(header)
+        known = selected is not None
         if selected is None:
             selected = self._parse_header(header)
         algorithm, keys = selected
@@ -289,10 +322,16 @@ class JWTVerifier:
                 break
         else:
             raise InvalidToken("signature does not verify")
+        if not known:
+            # Remember a header only once a token carrying it proved genuine, so that
+            # forged headers cannot churn the cache.
+            if len(self._headers) >= _HEADER_CACHE_SIZE:
+                self._headers.clear()
+            self._headers[header] = selected
         claims = _json_object(_b64decode(token[first + 1 : last]), "payload")
         expires = self._check_claims(claims)
-        # The claims dict is ours alone: wrap it read-only instead of copying it.
-        return Principal.from_claims(MappingProxyType(claims), self.mapping), expires
+        # Cached principals are shared by every request with this token: freeze them deep.
+        return Principal.from_claims(freeze(claims), self.mapping), expires
 
     def _parse_header(self, segment: str) -> tuple[Any, tuple[Key, ...]]:
         header = _json_object(_b64decode(segment), "header")
@@ -314,11 +353,7 @@ class JWTVerifier:
             if kid is not None:
                 raise UnknownKey(f"no key with kid {_short(kid)} for {alg}")
             raise InvalidToken(f"no key for {alg}")
-        selected = (ALGORITHMS[alg], keys)
-        if len(self._headers) >= _HEADER_CACHE_SIZE:
-            self._headers.clear()
-        self._headers[segment] = selected
-        return selected
+        return ALGORITHMS[alg], keys
 
     def _check_claims(self, claims: dict[str, Any]) -> float | None:
         for name in self.required:
