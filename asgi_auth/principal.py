@@ -34,6 +34,9 @@ _NO_CLAIMS: Final[Mapping[str, Any]] = MappingProxyType({})
 AUTHENTICATED_SCOPE: Final = "authenticated"
 
 
+_CONTAINERS: Final = frozenset({dict, list})
+
+
 def freeze(value: Any) -> Any:
     """A deep read-only copy of decoded JSON: objects become read-only mappings, arrays tuples.
 
@@ -42,9 +45,11 @@ def freeze(value: Any) -> Any:
     """
     kind = type(value)
     if kind is dict:
-        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+        return MappingProxyType(
+            {k: freeze(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+        )
     if kind is list:
-        return tuple(freeze(v) for v in value)
+        return tuple(freeze(v) if type(v) in _CONTAINERS else v for v in value)
     return value
 
 
