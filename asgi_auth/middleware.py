@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from asgi_auth._http import Denial, Responder
+from asgi_auth.authz.guards import AUTHORIZER_KEY, Authorizer
 from asgi_auth.credentials import BearerExtractor
 from asgi_auth.errors import AuthError, InvalidToken, MalformedCredentials, ServiceUnavailable
 from asgi_auth.principal import ANONYMOUS, AnonymousPrincipal, AuthContext, Principal
@@ -43,6 +44,8 @@ class AuthMiddleware:
         cookie: also read the token from this cookie (browser clients); honoured only
             for requests from the request's own origin or ``trusted_origins``.
         trusted_origins: other origins whose requests the cookie may authenticate.
+        authorizer: how guards downstream decide (where roles and claims come from);
+            guards without their own use this one. Default: token only.
         query_param: also read the token from this query parameter on WebSocket
             handshakes (``"access_token"`` is RFC 6750's name). Off by default.
 
@@ -61,6 +64,7 @@ class AuthMiddleware:
         cookie: str | None = None,
         query_param: str | None = None,
         trusted_origins: Iterable[str] = (),
+        authorizer: Authorizer | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(getattr(verifier, "verify", None)):
             raise TypeError("verifier must have an async verify(token) method")
@@ -68,6 +72,7 @@ class AuthMiddleware:
         self.verifier = verifier
         self.anonymous_on_invalid = anonymous_on_invalid
         self.responder = Responder(realm)
+        self.authorizer = authorizer
         self.extractor = BearerExtractor(
             cookie=cookie, query_param=query_param, trusted_origins=trusted_origins
         )
@@ -101,6 +106,8 @@ class AuthMiddleware:
             return
         # The ASGI spec asks middleware to copy the scope, never mutate the caller's.
         scope = {**scope, "user": principal, "auth": AuthContext(principal)}
+        if self.authorizer is not None:
+            scope[AUTHORIZER_KEY] = self.authorizer
         if kind == "websocket" and self.extractor.query_param is not None:
             # The app need not see (nor log) a token that travelled in the URL.
             scope["query_string"] = self.extractor.without_token(scope.get("query_string", b""))

@@ -1,0 +1,53 @@
+"""Authorization: policies, the roles/claims loaders and their cache, and guards."""
+
+from asgi_auth.authz.guards import Authorizer, Guard, check, guard
+from asgi_auth.authz.policies import (
+    AllOf,
+    AnyOf,
+    ByMethod,
+    Facts,
+    HasClaim,
+    HasRole,
+    HasScope,
+    IsAuthenticated,
+    Not,
+    Policy,
+    all_of,
+    any_of,
+    authenticated,
+    by_method,
+    has_claim,
+    has_role,
+    has_scope,
+    not_,
+)
+from asgi_auth.authz.rights import NO_RIGHTS, CachedRights, Rights, RightsLoader
+
+__all__ = [
+    "NO_RIGHTS",
+    "AllOf",
+    "AnyOf",
+    "Authorizer",
+    "ByMethod",
+    "CachedRights",
+    "Facts",
+    "Guard",
+    "HasClaim",
+    "HasRole",
+    "HasScope",
+    "IsAuthenticated",
+    "Not",
+    "Policy",
+    "Rights",
+    "RightsLoader",
+    "all_of",
+    "any_of",
+    "authenticated",
+    "by_method",
+    "check",
+    "guard",
+    "has_claim",
+    "has_role",
+    "has_scope",
+    "not_",
+]

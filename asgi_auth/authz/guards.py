@@ -1,0 +1,246 @@
+"""Guards: deciding a policy for one request, and refusing it the RFC 6750 way.
+
+Every guard shares one decision procedure (:meth:`Authorizer.check`):
+
+- the policy is evaluated on what the token says; only when that cannot settle it
+  (a role or claim the token does not carry) are the subject's roles and claims
+  loaded from the store, once per request (memoized on the scope);
+- anonymous and refused → 401 with a bare ``Bearer`` challenge;
+- authenticated and refused → 403 ``insufficient_scope`` (with ``scope="…"`` when
+  the failed requirements name scopes);
+- the store cannot answer → 503, failing closed.
+
+Forms: the ASGI wrapper :class:`Guard` (any ASGI app, a route, a mount), the
+:func:`guard` decorator (Starlette endpoints, ``HTTPEndpoint`` methods, WebSocket
+endpoints), and :func:`check` inside a handler. FastAPI and Litestar adapters live
+in :mod:`asgi_auth.integrations`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, Final, Literal, ParamSpec, TypeVar
+
+from asgi_auth._http import Responder
+from asgi_auth.authz.policies import Facts, Policy
+from asgi_auth.authz.rights import Rights, RightsLoader
+from asgi_auth.errors import AuthError, NotAuthenticated, PermissionDenied, ServiceUnavailable
+from asgi_auth.principal import AnonymousPrincipal, Principal, get_principal
+from asgi_auth.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["AUTHORIZER_KEY", "Authorizer", "Guard", "check", "guard"]
+
+logger: Final = logging.getLogger("asgi_auth.authz")
+
+#: Where :class:`~asgi_auth.AuthMiddleware` puts its authorizer on the scope.
+AUTHORIZER_KEY: Final = "asgi_auth.authorizer"
+_RIGHTS_KEY: Final = "asgi_auth.rights"
+Source = Literal["token", "store", "both"]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Authorizer:
+    """Decides policies for requests: where roles and claims come from, and the realm.
+
+    Args:
+        loader: the store's roles and claims (a :class:`~asgi_auth.authz.CachedRights`
+            over a SQL loader, usually). Without one, only the token counts.
+        source: ``"token"`` (roles and permissions carried in the token only),
+            ``"store"`` (roles and claims from the store only) or ``"both"`` (their
+            union; the default when a loader is given).
+        realm: the challenge realm of refusals.
+
+    Raises:
+        ValueError: a source that needs a loader without one, or an unknown source.
+    """
+
+    __slots__ = ("loader", "realm", "responder", "source")
+
+    def __init__(
+        self,
+        loader: RightsLoader | None = None,
+        *,
+        source: Source | None = None,
+        realm: str = "api",
+    ) -> None:
+        source = source or ("both" if loader is not None else "token")
+        if source not in ("token", "store", "both"):
+            raise ValueError("source must be 'token', 'store' or 'both'")
+        if source != "token" and loader is None:
+            raise ValueError(f"source={source!r} needs a loader")
+        self.loader = loader if source != "token" else None
+        self.source: Source = source
+        self.realm = realm
+        self.responder = Responder(realm)
+
+    async def check(self, scope: Scope, policy: Policy) -> Principal | AnonymousPrincipal:
+        """Allow the request or raise why not.
+
+        Returns:
+            the principal, when the policy holds.
+
+        Raises:
+            NotAuthenticated: an anonymous caller was refused.
+            PermissionDenied: an authenticated caller was refused.
+            StoreUnavailable: the store could not answer (fail closed).
+        """
+        principal = get_principal(scope)
+        method = "WEBSOCKET" if scope["type"] == "websocket" else scope.get("method", "GET")
+        use_token = self.source != "store"
+        facts = Facts(
+            authenticated=principal.is_authenticated,
+            scopes=principal.scopes,
+            roles=principal.roles if use_token else frozenset(),
+            claims=principal.permissions if use_token else frozenset(),
+            store_loaded=self.loader is None,
+            method=method,
+        )
+        allowed = policy.evaluate(facts)
+        if allowed is None and isinstance(principal, Principal):
+            rights = await self._rights(scope, principal)
+            facts = replace(
+                facts,
+                roles=facts.roles | rights.roles,
+                claims=facts.claims | rights.claims,
+                store_loaded=True,
+            )
+            allowed = policy.evaluate(facts)
+        if allowed:
+            return principal
+        failed = policy.failures(facts)
+        reason = f"{policy!r} refused {principal!r}: unmet {', '.join(map(repr, failed))}"
+        if not principal.is_authenticated:
+            raise NotAuthenticated(reason)
+        scopes = tuple(dict.fromkeys(s for f in failed for s in f.scopes()))
+        raise PermissionDenied(reason, scopes=scopes)
+
+    async def _rights(self, scope: Scope, principal: Principal) -> Rights:
+        memo = scope.get(_RIGHTS_KEY)
+        if memo is not None and memo[0] is principal:
+            return memo[1]  # type: ignore[no-any-return]
+        assert self.loader is not None  # store_loaded was False, so a loader exists
+        rights = await self.loader.load(principal.subject)
+        # Memoized for the rest of the request: routers pass this same scope down.
+        scope[_RIGHTS_KEY] = (principal, rights)
+        return rights
+
+
+_TOKEN_ONLY: Final = Authorizer()
+
+
+def authorizer_of(scope: Scope, override: Authorizer | None = None) -> Authorizer:
+    """The guard's own authorizer, else the middleware's, else token-only."""
+    if override is not None:
+        return override
+    found = scope.get(AUTHORIZER_KEY)
+    return found if isinstance(found, Authorizer) else _TOKEN_ONLY
+
+
+async def check(
+    scope: Scope, policy: Policy, *, authorizer: Authorizer | None = None
+) -> Principal | AnonymousPrincipal:
+    """``await check(request.scope, has_claim("can_read"))`` inside a handler.
+
+    Raises:
+        NotAuthenticated, PermissionDenied, StoreUnavailable: see :meth:`Authorizer.check`.
+    """
+    return await authorizer_of(scope, authorizer).check(scope, policy)
+
+
+def _log(error: AuthError, scope: Scope) -> None:
+    client = scope.get("client")
+    where = {"client": client[0] if client else None, "path": scope.get("path")}
+    if isinstance(error, ServiceUnavailable):
+        logger.error("authorization unavailable: %s", error.reason, extra=where)
+    else:
+        logger.info("authorization denied: %s", error.reason, extra=where)
+
+
+class Guard:
+    """An ASGI wrapper that lets a request through only when ``policy`` holds.
+
+    Wrap any ASGI app, a Starlette ``Route``'s endpoint, or a ``Mount``:
+    ``Mount("/admin", app=Guard(admin_app, has_role("admin")))``. WebSocket
+    handshakes are refused before ``accept``. Other scope types pass through.
+    """
+
+    def __init__(self, app: ASGIApp, policy: Policy, *, authorizer: Authorizer | None = None):
+        if not isinstance(policy, Policy):
+            raise TypeError("policy must be an asgi_auth policy")
+        self.app = app
+        self.policy = policy
+        self.authorizer = authorizer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            authorizer = authorizer_of(scope, self.authorizer)
+            try:
+                await authorizer.check(scope, self.policy)
+            except AuthError as error:
+                _log(error, scope)
+                await authorizer.responder.denial(error).send(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def guard(
+    policy: Policy, *, authorizer: Authorizer | None = None
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R | None]]]:
+    """Decorate a Starlette endpoint (function or ``HTTPEndpoint`` method, HTTP or
+    WebSocket) so that it runs only when ``policy`` holds.
+
+    The request is found by type (the first ``Request``/``WebSocket`` argument), not
+    by parameter name. Refusals are the same responses as :class:`Guard`'s.
+
+    Raises:
+        TypeError: the endpoint is not async, or ``policy`` is not a policy.
+    """
+    from starlette.requests import HTTPConnection
+    from starlette.responses import Response
+
+    if not isinstance(policy, Policy):
+        raise TypeError("policy must be an asgi_auth policy")
+
+    def decorate(endpoint: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | None]]:
+        if not _is_async(endpoint):
+            raise TypeError("guard() decorates async endpoints")
+
+        @functools.wraps(endpoint)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R | None:
+            connection = next(
+                (a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)), None
+            )
+            if connection is None:
+                raise TypeError(f"{endpoint.__qualname__} got no Request or WebSocket argument")
+            chosen = authorizer_of(connection.scope, authorizer)
+            try:
+                await chosen.check(connection.scope, policy)
+            except AuthError as error:
+                _log(error, connection.scope)
+                denial = chosen.responder.denial(error)
+                if connection.scope["type"] == "websocket":
+                    await denial.send_websocket(
+                        connection.scope,
+                        connection.receive,  # type: ignore[attr-defined]
+                        connection.send,  # type: ignore[attr-defined]
+                    )
+                    return None
+                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in denial.headers}
+                return Response(denial.body, denial.status, headers=headers)  # type: ignore[return-value]
+            return await endpoint(*args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
+def _is_async(function: Any) -> bool:
+    import inspect
+
+    while isinstance(function, functools.partial):
+        function = function.func
+    return inspect.iscoroutinefunction(function)

@@ -1,0 +1,171 @@
+"""The SQL store: one ``databases.Database``, its dialect, schema creation, and the one
+place where database errors become :class:`~asgi_auth.StoreUnavailable`.
+
+SQLite (aiosqlite) is the embedded default; PostgreSQL (asyncpg) the production
+store. URLs: ``sqlite:///./auth.db``, ``postgresql://user@host/db``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+from databases import Database
+
+from asgi_auth.errors import StoreUnavailable
+from asgi_auth.store.schema import SCHEMA_VERSION, statements
+
+__all__ = ["DEFAULT_DATABASE_URL", "INTEGRITY_ERRORS", "STORE_ERRORS", "Store", "store_call"]
+
+#: The embedded default: an SQLite file in the working directory.
+DEFAULT_DATABASE_URL: Final = "sqlite:///./asgi_auth.db"
+#: Seconds a store operation on the request path may take before it counts as down.
+DEFAULT_TIMEOUT: Final = 2.0
+# A PostgreSQL advisory lock key, so that two instances starting together do not
+# race on CREATE TABLE IF NOT EXISTS (which is not atomic in PostgreSQL).
+_SCHEMA_LOCK: Final = 0x61736769
+T = TypeVar("T")
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, sqlite3.Error, TimeoutError]
+    try:
+        import asyncpg
+
+        errors += [asyncpg.PostgresError, asyncpg.InterfaceError]
+    except ImportError:  # PostgreSQL support is optional
+        pass
+    return tuple(errors)
+
+
+#: What the database drivers raise when the store cannot answer.
+STORE_ERRORS: Final = _driver_errors()
+
+
+def _integrity_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [sqlite3.IntegrityError]
+    try:
+        import asyncpg
+
+        errors.append(asyncpg.IntegrityConstraintViolationError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+#: What the drivers raise when a write breaks a constraint (a duplicate name…).
+INTEGRITY_ERRORS: Final = _integrity_errors()
+
+
+async def store_call(operation: Awaitable[T], *, timeout: float, what: str) -> T:  # noqa: ASYNC109 - the bound is the point
+    """Await a store operation, translating driver errors and slowness.
+
+    Raises:
+        StoreUnavailable: the driver failed, or ``timeout`` seconds passed.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await operation
+    except TimeoutError as exc:
+        raise StoreUnavailable(f"{what}: no answer within {timeout} s") from exc
+    except STORE_ERRORS as exc:
+        raise StoreUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+class Store:
+    """The roles/claims store.
+
+    Args:
+        url: a ``databases`` URL (``sqlite:///./asgi_auth.db``,
+            ``postgresql://postgres@127.0.0.1/app``).
+        timeout: seconds a request-path query may take before failing closed.
+        options: passed to ``databases.Database`` (pool sizes…).
+
+    Use ``async with Store(url) as store:`` or ``await store.connect()`` at startup
+    and ``await store.disconnect()`` at shutdown.
+
+    Raises:
+        ValueError: a URL for a database other than SQLite or PostgreSQL.
+    """
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, **options: Any) -> None:
+        self.database = Database(url, **options)
+        dialect = self.database.url.dialect
+        self.dialect = "postgresql" if dialect in ("postgresql", "postgres") else dialect
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {dialect!r}: use sqlite or postgresql")
+        if not timeout > 0:
+            raise ValueError("timeout must be positive")
+        self.url = url
+        self.timeout = timeout
+        self._listeners: list[Callable[[str | None], None]] = []
+
+    @property
+    def is_postgresql(self) -> bool:
+        """True for PostgreSQL stores."""
+        return self.dialect == "postgresql"
+
+    async def connect(self) -> None:
+        """Open the connection pool.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        await store_call(self.database.connect(), timeout=self.timeout * 5, what="connect")
+
+    async def disconnect(self) -> None:
+        """Close the connection pool."""
+        await self.database.disconnect()
+
+    async def __aenter__(self) -> Store:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    async def init_schema(self) -> None:
+        """Create the tables and indexes if they do not exist. Idempotent.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+
+        async def create() -> None:
+            async with self.database.transaction():
+                if self.is_postgresql:
+                    await self.database.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+                for statement in statements(self.dialect):
+                    await self.database.execute(statement)
+                have = await self.database.fetch_val("SELECT MAX(version) FROM asgi_auth_schema")
+                if have is None:
+                    await self.database.execute(
+                        "INSERT INTO asgi_auth_schema (version) VALUES (:version)",
+                        {"version": SCHEMA_VERSION},
+                    )
+
+        await store_call(create(), timeout=self.timeout * 15, what="create schema")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Database]:
+        """A transaction: everything inside commits together or not at all."""
+        async with self.database.transaction():
+            yield self.database
+
+    def on_change(self, listener: Callable[[str | None], None]) -> None:
+        """Call ``listener(subject)`` (``None``: everyone) after a change to rights commits."""
+        self._listeners.append(listener)
+
+    def changed(self, subject: str | None) -> None:
+        """Tell this instance's listeners that ``subject``'s rights changed."""
+        for listener in self._listeners:
+            listener(subject)

@@ -1,0 +1,106 @@
+"""Rights changes between instances that share one PostgreSQL store (``LISTEN/NOTIFY``).
+
+Admin operations ``NOTIFY`` the channel inside their transaction, so a notification
+is delivered exactly when the change commits. Every instance runs a
+:class:`PostgresChangeFeed` that ``LISTEN``s on a dedicated connection and hands each
+notification to :meth:`Store.changed`, which invalidates that instance's cached
+rights. If the listening connection drops, the feed reconnects with a bounded
+backoff and invalidates everything (it may have missed notifications meanwhile);
+the cache TTL bounds staleness even then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Final
+
+from asgi_auth.store.admin import CHANGES_CHANNEL
+from asgi_auth.store.database import Store
+
+__all__ = ["PostgresChangeFeed"]
+
+logger: Final = logging.getLogger("asgi_auth.store")
+_EVERYONE: Final = "*"
+
+
+class PostgresChangeFeed:
+    """Listens for rights changes made by any instance and invalidates local caches.
+
+    Args:
+        store: a PostgreSQL :class:`Store`; its :meth:`~Store.changed` is called.
+        channel: the notification channel.
+        max_backoff: the longest wait between reconnection attempts, in seconds.
+
+    Raises:
+        ValueError: the store is not PostgreSQL.
+    """
+
+    def __init__(
+        self, store: Store, *, channel: str = CHANGES_CHANNEL, max_backoff: float = 30.0
+    ) -> None:
+        if not store.is_postgresql:
+            raise ValueError("LISTEN/NOTIFY needs a PostgreSQL store")
+        self.store = store
+        self.channel = channel
+        self.max_backoff = max_backoff
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    @property
+    def dsn(self) -> str:
+        """The store URL as asyncpg wants it."""
+        url = self.store.url
+        scheme, sep, rest = url.partition("://")
+        return f"postgresql{sep}{rest}" if scheme.startswith("postgres") else url
+
+    async def start(self) -> None:
+        """Start listening; returns once the first connection listens (or 10 s passed)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="asgi_auth rights feed")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self._connected.wait()
+
+    async def stop(self) -> None:
+        """Stop listening and close the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def listening(self) -> bool:
+        """True while a connection is listening."""
+        return self._connected.is_set()
+
+    def _on_notify(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        self.store.changed(None if payload == _EVERYONE else payload)
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        backoff = 0.5
+        while True:
+            connection = None
+            try:
+                connection = await asyncpg.connect(self.dsn, timeout=10)
+                lost = asyncio.Event()
+                connection.add_termination_listener(lambda _, lost=lost: lost.set())
+                await connection.add_listener(self.channel, self._on_notify)
+                # Anything may have changed while we were not listening.
+                self.store.changed(None)
+                self._connected.set()
+                backoff = 0.5
+                await lost.wait()
+                logger.warning("rights feed: connection lost; reconnecting")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                logger.warning("rights feed: cannot listen (%s); retrying in %.1f s", exc, backoff)
+            finally:
+                self._connected.clear()
+                if connection is not None and not connection.is_closed():
+                    await connection.close(timeout=5)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
