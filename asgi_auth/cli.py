@@ -9,6 +9,7 @@ itself never reads the environment; only this module does.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import os
@@ -20,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from asgi_auth.errors import InvalidToken
+from asgi_auth.cli_store import add_store_commands, database_url
+from asgi_auth.errors import InvalidToken, StoreUnavailable
 from asgi_auth.tokens import JWTVerifier, Key, KeySet, TokenIssuer
 from asgi_auth.tokens.verifier import read_unverified
 
@@ -187,24 +189,43 @@ def cmd_inspect(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -
     return status
 
 
+async def _prepare(url: str, prepare: Any, *, seed: bool) -> dict[str, int]:
+    from asgi_auth.store import Store
+
+    store = Store(url)
+    await store.connect()
+    try:
+        result: dict[str, int] = await prepare(store, seed=seed)
+        return result
+    finally:
+        await store.disconnect()
+
+
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     try:
         import uvicorn
     except ImportError as exc:
         raise UsageError("the demo needs uvicorn: pip install 'asgi-auth[demo]'") from exc
-    from asgi_auth.demo import DemoConfig, build_demo
+    from asgi_auth.demo import DemoConfig, build_demo, prepare_store
 
     settings = _settings(args, env)
     key, generated = load_key(settings["secret"], settings["private_key"], settings["algorithm"])
+    url = database_url(args, env)
     try:
-        config = DemoConfig(key, issuer=settings["issuer"], audience=settings["audience"])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        config = DemoConfig(
+            key, issuer=settings["issuer"], audience=settings["audience"], database_url=url
+        )
+        seeded = asyncio.run(_prepare(url, prepare_store, seed=args.seed))
+    except (ValueError, StoreUnavailable) as exc:
+        raise UsageError(getattr(exc, "reason", None) or str(exc)) from exc
     base = f"http://{args.host}:{args.port}"
-    lines = [f"asgi-auth demo on {base} ({config.issuer_obj.algorithm})"]
+    lines = [f"asgi-auth demo on {base} ({config.issuer_obj.algorithm}), store {url}"]
     if generated:
         secret = key.verify_key.decode("ascii")
         lines.append(f"no secret or key configured; generated one: ASGI_AUTH_SECRET={secret}")
+    for username, user_id in seeded.items():
+        token = config.issuer_obj.issue(user_id, claims={"preferred_username": username})
+        lines.append(f"{username} (sub {user_id}), valid 1 hour:\n  {token}")
     sample = config.issuer_obj.issue("demo", claims={"scope": "read"})
     lines += [
         f"a token for subject 'demo', valid 1 hour:\n  {sample}",
@@ -257,8 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info")
+    p.add_argument("--database-url", help="store URL (or ASGI_AUTH_DATABASE_URL)")
+    p.add_argument(
+        "--seed", action="store_true", help="create roles, claims and the users alice and bob"
+    )
     _key_flags(p)
     p.set_defaults(run=cmd_demo)
+
+    add_store_commands(sub)
     return parser
 
 

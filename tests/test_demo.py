@@ -105,8 +105,11 @@ def _free_port() -> int:
         return port
 
 
-def _start_demo(env: dict[str, str], port: int) -> tuple[subprocess.Popen[str], list[str]]:
-    command = [sys.executable, "-m", "asgi_auth.cli", "demo", "--port", str(port)]
+def _start_demo(
+    env: dict[str, str], port: int, *extra: str
+) -> tuple[subprocess.Popen[str], list[str]]:
+    assert "ASGI_AUTH_DATABASE_URL" in env, "keep the demo's database out of the work tree"
+    command = [sys.executable, "-m", "asgi_auth.cli", "demo", "--port", str(port), *extra]
     process = subprocess.Popen(
         command,
         env={**os.environ, **env},
@@ -122,6 +125,10 @@ def _start_demo(env: dict[str, str], port: int) -> tuple[subprocess.Popen[str], 
         if not line or line.startswith("try:"):
             break
     return process, lines
+
+
+def _db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'demo.db'}"
 
 
 def _token(lines: list[str]) -> str:
@@ -148,7 +155,7 @@ def _wait_until_up(url: str) -> None:
 
 @pytest.mark.parametrize("family", ["HS256", "RS256", "ES256", "EdDSA"])
 def test_demo_command_serves_with_generated_or_configured_keys(family: str, tmp_path: Path) -> None:
-    env = {"ASGI_AUTH_ISSUER": "https://demo.test"}
+    env = {"ASGI_AUTH_ISSUER": "https://demo.test", "ASGI_AUTH_DATABASE_URL": _db(tmp_path)}
     if family == "HS256":
         env["ASGI_AUTH_SECRET"] = ""  # none configured: the demo generates and prints one
     else:
@@ -176,7 +183,11 @@ def test_demo_command_follows_asgi_auth_algorithm_for_an_rsa_key(tmp_path: Path)
     pem = tmp_path / "rsa.pem"
     pem.write_bytes(Key.generate("RS256").private_pem())
     port = _free_port()
-    env = {"ASGI_AUTH_PRIVATE_KEY": str(pem), "ASGI_AUTH_ALGORITHM": "PS256"}
+    env = {
+        "ASGI_AUTH_PRIVATE_KEY": str(pem),
+        "ASGI_AUTH_ALGORITHM": "PS256",
+        "ASGI_AUTH_DATABASE_URL": _db(tmp_path),
+    }
     process, lines = _start_demo(env, port)
     try:
         assert "(PS256)" in lines[0]
@@ -184,5 +195,89 @@ def test_demo_command_follows_asgi_auth_algorithm_for_an_rsa_key(tmp_path: Path)
         _wait_until_up(url)
         jwks = httpx.get(f"{url}/.well-known/jwks.json", timeout=5).json()
         assert jwks["keys"][0]["alg"] == "PS256"
+    finally:
+        _stop(process)
+
+
+async def test_demo_store_routes_follow_roles_and_claims(store_url: str) -> None:
+    from asgi_auth.demo import prepare_store
+    from asgi_auth.store import Store
+    from tests.conftest import STORE_TABLES
+    from tests.lifespan import lifespan
+
+    async with Store(store_url) as store:
+        await prepare_store(store)
+        if store.is_postgresql:
+            await store.database.execute(f"TRUNCATE {STORE_TABLES}, demo_records CASCADE")
+        ids = await prepare_store(store, seed=True)
+        assert await prepare_store(store, seed=True) == ids  # seeding is idempotent
+    config = DemoConfig(Key.generate("HS256"), database_url=store_url)
+    app = build_demo(config)
+
+    def bearer(user: str | None) -> dict[str, str]:
+        if user is None:
+            return {}
+        return {"Authorization": f"Bearer {config.issuer_obj.issue(ids[user])}"}
+
+    async with lifespan(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://demo") as http:
+            alice, bob, nobody = bearer("alice"), bearer("bob"), bearer(None)
+            created = await http.post("/records", json={"body": "hello"}, headers=alice)
+            assert created.status_code == 201
+            record = created.json()["id"]
+            answers = {
+                (who, what): (await http.request(method, path, headers=h, json=body)).status_code
+                for who, h in (("alice", alice), ("bob", bob), ("anonymous", nobody))
+                for what, method, path, body in (
+                    ("admin", "GET", "/admin", None),
+                    ("read", "GET", "/records", None),
+                    ("write", "POST", "/records", {"body": "more"}),
+                )
+            }
+            assert answers == {
+                ("alice", "admin"): 200,
+                ("alice", "read"): 200,
+                ("alice", "write"): 201,
+                ("bob", "admin"): 403,
+                ("bob", "read"): 200,
+                ("bob", "write"): 403,
+                ("anonymous", "admin"): 401,
+                ("anonymous", "read"): 401,
+                ("anonymous", "write"): 401,
+            }
+            assert (await http.delete(f"/records/{record}", headers=bob)).status_code == 403
+            assert (await http.delete(f"/records/{record}", headers=alice)).status_code == 204
+            assert (await http.delete(f"/records/{record}", headers=alice)).status_code == 404
+            huge = "/records/99999999999999999999999"
+            assert (await http.delete(huge, headers=alice)).status_code == 404
+            listed = (await http.get("/records", headers=bob)).json()["records"]
+            assert [r["body"] for r in listed] == ["more"]
+            for bad in (b"not json", b'{"body": ""}', b'{"body": 5}', b"[]"):
+                refused = await http.post("/records", content=bad, headers=alice)
+                assert refused.status_code == 422
+            too_long = await http.post("/records", json={"body": "x" * 1001}, headers=alice)
+            assert too_long.status_code == 422
+
+
+def test_demo_command_seed_prints_tokens_for_alice_and_bob(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        "ASGI_AUTH_SECRET": "a-demo-secret-that-is-at-least-32-bytes",
+        "ASGI_AUTH_DATABASE_URL": _db(tmp_path),
+    }
+    process, lines = _start_demo(env, port, "--seed")
+    try:
+        alice = lines[lines.index("alice (sub 1), valid 1 hour:\n") + 1].strip()
+        bob = lines[lines.index("bob (sub 2), valid 1 hour:\n") + 1].strip()
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_up(url)
+        assert (
+            httpx.get(f"{url}/admin", headers={"Authorization": f"Bearer {alice}"}).status_code
+            == 200
+        )
+        assert (
+            httpx.get(f"{url}/admin", headers={"Authorization": f"Bearer {bob}"}).status_code == 403
+        )
     finally:
         _stop(process)
