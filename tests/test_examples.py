@@ -106,3 +106,41 @@ async def test_fastapi_example_bad_token_is_401_invalid_token(fast: httpx.AsyncC
     answer = await fast.get("/public", headers={"Authorization": "Bearer not.a.token"})
     assert answer.status_code == 401
     assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+
+
+async def test_rbac_starlette_example_guards_by_role_and_by_method(store_url: str) -> None:
+    from asgi_auth.store import Store, StoreAdmin
+    from examples import rbac_starlette
+    from tests.lifespan import lifespan
+
+    async with Store(store_url) as store:
+        await store.init_schema()
+        admin = StoreAdmin(store)
+        await admin.create_role("admin")
+        for claim in ("can_read", "can_write", "can_delete"):
+            await admin.create_claim(claim)
+        alice = await admin.create_user("alice", role="admin", claims=("can_read", "can_delete"))
+        bob = await admin.create_user("bob", claims=("can_read",))
+    app = rbac_starlette.create_app(KEY, store_url)
+    async with (
+        lifespan(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://example"
+        ) as client,
+    ):
+
+        async def status(method: str, path: str, user: int | None) -> int:
+            headers = {} if user is None else {"Authorization": f"Bearer {ISSUER.issue(user)}"}
+            return (await client.request(method, path, headers=headers)).status_code
+
+        assert await status("GET", "/admin", alice) == 200
+        assert await status("GET", "/admin", bob) == 403
+        assert await status("GET", "/admin", None) == 401
+        # alice may read and delete, but not create or update
+        assert [await status(m, "/records/7", alice) for m in ("GET", "DELETE", "POST", "PUT")] == [
+            200,
+            200,
+            403,
+            403,
+        ]
+        assert [await status(m, "/records/7", bob) for m in ("GET", "DELETE")] == [200, 403]

@@ -132,3 +132,33 @@ def test_public_api_is_sorted_importable_and_documented() -> None:
         value = getattr(asgi_auth, name)
         if isinstance(value, type) or callable(value):
             assert value.__doc__, f"{name} has no docstring"
+
+
+async def test_authorization_sample_guards_with_store_claims(
+    monkeypatch: pytest.MonkeyPatch, store_url: str
+) -> None:
+    from asgi_auth.store import Store, StoreAdmin
+    from tests.lifespan import lifespan
+
+    async with Store(store_url) as store:
+        await store.init_schema()
+        admin = StoreAdmin(store)
+        await admin.create_claim("can_read")
+        reader = await admin.create_user("reader", claims=("can_read",))
+        other = await admin.create_user("other")
+    monkeypatch.setenv("ASGI_AUTH_SECRET", SECRET)
+    monkeypatch.setenv("ASGI_AUTH_DATABASE_URL", store_url)
+    app = _run(_block("Authorization: roles, claims, scopes"))["app"]
+    issuer = TokenIssuer(Key.from_secret(SECRET))
+    async with (
+        lifespan(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://readme"
+        ) as client,
+    ):
+
+        async def status(user: int | None) -> int:
+            headers = {} if user is None else {"Authorization": f"Bearer {issuer.issue(user)}"}
+            return (await client.get("/records", headers=headers)).status_code
+
+        assert [await status(reader), await status(other), await status(None)] == [200, 403, 401]
