@@ -72,7 +72,8 @@ class AuthMiddleware:
         self.verifier = verifier
         self.anonymous_on_invalid = anonymous_on_invalid
         self.responder = Responder(realm)
-        self.authorizer = authorizer
+        # Guards downstream answer with this middleware's realm unless told otherwise.
+        self.authorizer = authorizer if authorizer is not None else Authorizer(realm=realm)
         self.extractor = BearerExtractor(
             cookie=cookie, query_param=query_param, trusted_origins=trusted_origins
         )
@@ -106,8 +107,7 @@ class AuthMiddleware:
             return
         # The ASGI spec asks middleware to copy the scope, never mutate the caller's.
         scope = {**scope, "user": principal, "auth": AuthContext(principal)}
-        if self.authorizer is not None:
-            scope[AUTHORIZER_KEY] = self.authorizer
+        scope[AUTHORIZER_KEY] = self.authorizer
         if kind == "websocket" and self.extractor.query_param is not None:
             # The app need not see (nor log) a token that travelled in the URL.
             scope["query_string"] = self.extractor.without_token(scope.get("query_string", b""))

@@ -11,4 +11,6 @@ Scope: TypeAlias = MutableMapping[str, Any]
 Message: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
-ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Any app taking (scope, receive, send): frameworks type their scopes each their own way
+# (Starlette's MutableMapping, Litestar's TypedDicts), and all of them must fit.
+ASGIApp: TypeAlias = Callable[[Any, Any, Any], Awaitable[None]]

@@ -22,7 +22,6 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "ASGI_AUTH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_SERVICES = os.environ.get("ASGI_AUTH_REQUIRE_SERVICES") == "1"
-STORE_TABLES = "user_claims, users, roles, claims"
 
 
 def service_missing(what: str) -> None:
@@ -61,12 +60,23 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'auth.db'}"
 
 
+async def _reset(url: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url, timeout=5)
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each store test runs on SQLite and on PostgreSQL."""
+    """Each store test runs on SQLite and on PostgreSQL, on an empty database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'auth.db'}"
     url: str = request.getfixturevalue("postgres_url")
+    asyncio.run(_reset(url))  # every test starts from nothing, as with a new SQLite file
     return url
 
 
@@ -76,8 +86,6 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     store = Store(store_url)
     await store.connect()
     await store.init_schema()
-    if store.is_postgresql:
-        await store.database.execute(f"TRUNCATE {STORE_TABLES} RESTART IDENTITY CASCADE")
     try:
         yield store
     finally:

@@ -202,13 +202,9 @@ def test_demo_command_follows_asgi_auth_algorithm_for_an_rsa_key(tmp_path: Path)
 async def test_demo_store_routes_follow_roles_and_claims(store_url: str) -> None:
     from asgi_auth.demo import prepare_store
     from asgi_auth.store import Store
-    from tests.conftest import STORE_TABLES
     from tests.lifespan import lifespan
 
     async with Store(store_url) as store:
-        await prepare_store(store)
-        if store.is_postgresql:
-            await store.database.execute(f"TRUNCATE {STORE_TABLES}, demo_records CASCADE")
         ids = await prepare_store(store, seed=True)
         assert await prepare_store(store, seed=True) == ids  # seeding is idempotent
     config = DemoConfig(Key.generate("HS256"), database_url=store_url)

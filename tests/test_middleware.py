@@ -425,7 +425,8 @@ async def test_the_callers_scope_is_not_mutated(issuer: TokenIssuer, verifier: J
     assert scope == before
     seen = app.calls[0][0]
     assert seen is not scope
-    assert {k: v for k, v in seen.items() if k not in ("user", "auth")} == before
+    added = ("user", "auth", "asgi_auth.authorizer")
+    assert {k: v for k, v in seen.items() if k not in added} == before
 
 
 async def test_the_app_sees_user_and_auth_on_its_scope(

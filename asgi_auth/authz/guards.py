@@ -31,7 +31,15 @@ from asgi_auth.errors import AuthError, NotAuthenticated, PermissionDenied, Serv
 from asgi_auth.principal import AnonymousPrincipal, Principal, get_principal
 from asgi_auth.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["AUTHORIZER_KEY", "Authorizer", "Guard", "check", "guard"]
+__all__ = [
+    "AUTHORIZER_KEY",
+    "Authorizer",
+    "Guard",
+    "authorizer_of",
+    "check",
+    "guard",
+    "log_refusal",
+]
 
 logger: Final = logging.getLogger("asgi_auth.authz")
 
@@ -56,6 +64,7 @@ class Authorizer:
 
     Raises:
         ValueError: a source that needs a loader without one, or an unknown source.
+        TypeError: a loader without an async ``load``.
     """
 
     __slots__ = ("loader", "realm", "responder", "source")
@@ -67,6 +76,8 @@ class Authorizer:
         source: Source | None = None,
         realm: str = "api",
     ) -> None:
+        if loader is not None and not isinstance(loader, RightsLoader):
+            raise TypeError("loader must have an async load(subject) method")
         source = source or ("both" if loader is not None else "token")
         if source not in ("token", "store", "both"):
             raise ValueError("source must be 'token', 'store' or 'both'")
@@ -102,12 +113,11 @@ class Authorizer:
         allowed = policy.evaluate(facts)
         if allowed is None and isinstance(principal, Principal):
             rights = await self._rights(scope, principal)
-            facts = replace(
-                facts,
-                roles=facts.roles | rights.roles,
-                claims=facts.claims | rights.claims,
-                store_loaded=True,
-            )
+            if rights.active:
+                roles, claims = facts.roles | rights.roles, facts.claims | rights.claims
+            else:  # disabled in the store: not even the token's roles count
+                roles = claims = frozenset()
+            facts = replace(facts, roles=roles, claims=claims, store_loaded=True)
             allowed = policy.evaluate(facts)
         if allowed:
             return principal
@@ -119,13 +129,19 @@ class Authorizer:
         raise PermissionDenied(reason, scopes=scopes)
 
     async def _rights(self, scope: Scope, principal: Principal) -> Rights:
-        memo = scope.get(_RIGHTS_KEY)
-        if memo is not None and memo[0] is principal:
-            return memo[1]  # type: ignore[no-any-return]
-        assert self.loader is not None  # store_loaded was False, so a loader exists
-        rights = await self.loader.load(principal.subject)
-        # Memoized for the rest of the request: routers pass this same scope down.
-        scope[_RIGHTS_KEY] = (principal, rights)
+        loader = self.loader
+        assert loader is not None  # store_loaded was False, so a loader exists
+        # Memoized for the rest of the request (routers pass this same scope down),
+        # per loader: a guard with its own loader never reuses another's answer.
+        found: tuple[Principal, dict[int, Rights]] | None = scope.get(_RIGHTS_KEY)
+        if found is None or found[0] is not principal:
+            found = (principal, {})
+            scope[_RIGHTS_KEY] = found
+        memo = found[1]
+        rights = memo.get(id(loader))
+        if rights is None:
+            rights = await loader.load(principal.subject)
+            memo[id(loader)] = rights
         return rights
 
 
@@ -151,7 +167,9 @@ async def check(
     return await authorizer_of(scope, authorizer).check(scope, policy)
 
 
-def _log(error: AuthError, scope: Scope) -> None:
+def log_refusal(error: AuthError, scope: Scope) -> None:
+    """Log a refusal on ``asgi_auth.authz``: the policy and the unmet requirements,
+    the client and the path; never a token."""
     client = scope.get("client")
     where = {"client": client[0] if client else None, "path": scope.get("path")}
     if isinstance(error, ServiceUnavailable):
@@ -181,7 +199,7 @@ class Guard:
             try:
                 await authorizer.check(scope, self.policy)
             except AuthError as error:
-                _log(error, scope)
+                log_refusal(error, scope)
                 await authorizer.responder.denial(error).send(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -220,7 +238,7 @@ def guard(
             try:
                 await chosen.check(connection.scope, policy)
             except AuthError as error:
-                _log(error, connection.scope)
+                log_refusal(error, connection.scope)
                 denial = chosen.responder.denial(error)
                 if connection.scope["type"] == "websocket":
                     await denial.send_websocket(

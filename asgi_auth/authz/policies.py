@@ -356,7 +356,7 @@ def has_scope(scope: str) -> Policy:
 def all_of(*policies: Policy) -> Policy:
     """Every policy holds (nested ``all_of`` are flattened)."""
     flat: list[Policy] = []
-    for policy in policies:
+    for policy in _policies(policies):
         flat.extend(policy.policies if isinstance(policy, AllOf) else (policy,))
     return flat[0] if len(flat) == 1 else AllOf(tuple(flat))
 
@@ -364,7 +364,7 @@ def all_of(*policies: Policy) -> Policy:
 def any_of(*policies: Policy) -> Policy:
     """At least one policy holds (nested ``any_of`` are flattened)."""
     flat: list[Policy] = []
-    for policy in policies:
+    for policy in _policies(policies):
         flat.extend(policy.policies if isinstance(policy, AnyOf) else (policy,))
     return flat[0] if len(flat) == 1 else AnyOf(tuple(flat))
 

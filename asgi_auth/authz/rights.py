@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
-__all__ = ["DEFAULT_RIGHTS_TTL", "NO_RIGHTS", "CachedRights", "Rights", "RightsLoader"]
+__all__ = [
+    "DEFAULT_RIGHTS_TTL",
+    "DISABLED",
+    "NO_RIGHTS",
+    "CachedRights",
+    "Rights",
+    "RightsLoader",
+]
 
 #: Seconds a subject's roles and claims are trusted without asking the store again.
 DEFAULT_RIGHTS_TTL: Final = 30.0
@@ -29,17 +36,24 @@ class Rights:
     Attributes:
         roles: role names.
         claims: claim names.
-        known: False when the store has no active user for the subject (unknown,
-            deleted or disabled); such a subject holds no rights.
+        known: False when the store has no user for the subject (unknown or
+            deleted): the subject holds no store rights, though with ``source="both"``
+            roles and permissions carried by its token still count (a machine client
+            of an identity provider has no row in the store).
+        active: False when the store has the user but disabled: then nothing counts,
+            not even the token's roles.
     """
 
     roles: frozenset[str] = _EMPTY
     claims: frozenset[str] = _EMPTY
     known: bool = True
+    active: bool = True
 
 
-#: The rights of a subject the store does not know, or has disabled.
+#: The rights of a subject the store does not know.
 NO_RIGHTS: Final = Rights(known=False)
+#: The rights of a user the store has disabled.
+DISABLED: Final = Rights(active=False)
 
 
 @runtime_checkable

@@ -63,6 +63,11 @@ def _checked(kind: str, value: str) -> str:
     return value
 
 
+def _password_hash(value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or len(value) > _LIMITS["description"]):
+        raise ValueError("a password hash is text of at most 500 characters")
+
+
 def _description(value: str) -> str:
     if not isinstance(value, str) or len(value) > _LIMITS["description"]:
         raise ValueError(f"a description is text of at most {_LIMITS['description']} characters")
@@ -161,6 +166,7 @@ class StoreAdmin:
             NotFound: the role or a claim does not exist (nothing is created).
         """
         _checked("user", username)
+        _password_hash(password_hash)
 
         async def work() -> int:
             async with self.store.transaction() as db:
@@ -235,7 +241,9 @@ class StoreAdmin:
 
         Raises:
             NotFound: no such user.
+            ValueError: a hash longer than 500 characters.
         """
+        _password_hash(password_hash)
 
         async def change(db: Database, user_id: int) -> None:
             await db.execute(
@@ -270,15 +278,12 @@ class StoreAdmin:
 
         async def change(db: Database, user_id: int) -> None:
             claim_id = await self._id(db, "claim", "claims", "name", claim)
-            held = await db.fetch_val(
-                "SELECT 1 FROM user_claims WHERE user_id = :user_id AND claim_id = :claim_id",
+            # Atomic "grant unless held": concurrent grants of one claim both succeed.
+            await db.execute(
+                "INSERT INTO user_claims (user_id, claim_id) VALUES (:user_id, :claim_id) "
+                "ON CONFLICT DO NOTHING",
                 {"user_id": user_id, "claim_id": claim_id},
             )
-            if held is None:
-                await db.execute(
-                    "INSERT INTO user_claims (user_id, claim_id) VALUES (:user_id, :claim_id)",
-                    {"user_id": user_id, "claim_id": claim_id},
-                )
 
         await self._update_user("grant claim", username, change)
 

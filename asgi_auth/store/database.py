@@ -25,6 +25,7 @@ __all__ = ["DEFAULT_DATABASE_URL", "INTEGRITY_ERRORS", "STORE_ERRORS", "Store", 
 DEFAULT_DATABASE_URL: Final = "sqlite:///./asgi_auth.db"
 #: Seconds a store operation on the request path may take before it counts as down.
 DEFAULT_TIMEOUT: Final = 2.0
+_DIALECTS: Final = {"sqlite": "sqlite", "postgresql": "postgresql", "postgres": "postgresql"}
 # A PostgreSQL advisory lock key, so that two instances starting together do not
 # race on CREATE TABLE IF NOT EXISTS (which is not atomic in PostgreSQL).
 _SCHEMA_LOCK: Final = 0x61736769
@@ -93,16 +94,19 @@ class Store:
     """
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, **options: Any) -> None:
-        self.database = Database(url, **options)
-        dialect = self.database.url.dialect
-        self.dialect = "postgresql" if dialect in ("postgresql", "postgres") else dialect
-        if self.dialect not in ("sqlite", "postgresql"):
-            raise ValueError(f"unsupported database {dialect!r}: use sqlite or postgresql")
+        scheme = url.partition("://")[0].partition("+")[0].lower() if "://" in url else ""
+        if scheme not in _DIALECTS:
+            raise ValueError(f"unsupported database URL {url[:40]!r}: use sqlite or postgresql")
         if not timeout > 0:
             raise ValueError("timeout must be positive")
+        self.dialect = _DIALECTS[scheme]
+        self.database = Database(url, **options)
         self.url = url
         self.timeout = timeout
         self._listeners: list[Callable[[str | None], None]] = []
+        # SQLite cannot upgrade two readers to writers at once ("database is locked",
+        # at once, without waiting): this instance's write transactions take turns.
+        self._write_lock = asyncio.Lock()
 
     @property
     def is_postgresql(self) -> bool:
@@ -141,7 +145,10 @@ class Store:
         """
 
         async def create() -> None:
-            async with self.database.transaction():
+            if not self.is_postgresql and ":memory:" not in self.url:
+                # WAL: readers (the rights loader) do not wait for a writer to commit.
+                await self.database.execute("PRAGMA journal_mode=WAL")
+            async with self.transaction():
                 if self.is_postgresql:
                     await self.database.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
                 for statement in statements(self.dialect):
@@ -157,9 +164,18 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Database]:
-        """A transaction: everything inside commits together or not at all."""
-        async with self.database.transaction():
+        """A write transaction: everything inside commits together or not at all."""
+        if self.is_postgresql:
+            async with self.database.transaction():
+                yield self.database
+            return
+        async with self._write_lock, self.database.transaction():
             yield self.database
+
+    @property
+    def is_connected(self) -> bool:
+        """True between :meth:`connect` and :meth:`disconnect`."""
+        return bool(self.database.is_connected)
 
     def on_change(self, listener: Callable[[str | None], None]) -> None:
         """Call ``listener(subject)`` (``None``: everyone) after a change to rights commits."""

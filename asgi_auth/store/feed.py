@@ -23,6 +23,9 @@ __all__ = ["PostgresChangeFeed"]
 
 logger: Final = logging.getLogger("asgi_auth.store")
 _EVERYONE: Final = "*"
+# Query options that configure the databases pool, which asyncpg.connect would
+# take for server settings and refuse.
+_POOL_OPTIONS: Final = frozenset({"min_size", "max_size", "ssl"})
 
 
 class PostgresChangeFeed:
@@ -50,10 +53,11 @@ class PostgresChangeFeed:
 
     @property
     def dsn(self) -> str:
-        """The store URL as asyncpg wants it."""
-        url = self.store.url
-        scheme, sep, rest = url.partition("://")
-        return f"postgresql{sep}{rest}" if scheme.startswith("postgres") else url
+        """The store URL as asyncpg wants it: plain scheme, no pool options."""
+        _, sep, rest = self.store.url.partition("://")
+        base, _, query = rest.partition("?")
+        kept = [p for p in query.split("&") if p and p.split("=")[0] not in _POOL_OPTIONS]
+        return f"postgresql{sep}{base}" + (f"?{'&'.join(kept)}" if kept else "")
 
     async def start(self) -> None:
         """Start listening; returns once the first connection listens (or 10 s passed)."""

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Final
 
-from asgi_auth.authz.rights import DEFAULT_RIGHTS_TTL, NO_RIGHTS, CachedRights, Rights
+from asgi_auth.authz.rights import DEFAULT_RIGHTS_TTL, DISABLED, NO_RIGHTS, CachedRights, Rights
+from asgi_auth.errors import StoreUnavailable
 from asgi_auth.store.database import Store, store_call
 
 __all__ = ["DEFAULT_RIGHTS_QUERY", "SQLRightsLoader", "cached_rights"]
 
-#: Roles and claims of one active user, by primary key: an index seek on ``users`` and
+#: Status, role and claims of one user, by primary key: an index seek on ``users`` and
 #: on ``user_claims``' primary key. One row per claim (or one row with no claim).
 DEFAULT_RIGHTS_QUERY: Final = """
-SELECT r.name AS role, c.name AS claim
+SELECT u.is_active AS active, r.name AS role, c.name AS claim
 FROM users u
 LEFT JOIN roles r ON r.id = u.role_id
 LEFT JOIN user_claims uc ON uc.user_id = u.id
 LEFT JOIN claims c ON c.id = uc.claim_id
-WHERE u.id = :user_id AND u.is_active = :active
+WHERE u.id = :user_id
 """
 _MAX_ID: Final = 2**63 - 1
 
@@ -28,8 +29,10 @@ class SQLRightsLoader:
     With the default schema the token's ``sub`` is the user's id. For an existing
     schema, pass ``query``: SQL with a ``:subject`` bind parameter (the ``sub``
     string) that returns columns ``role`` and ``claim`` (either may be NULL), one
-    row per pair; no row means the subject has no rights. Values are always bound,
-    never formatted into the SQL.
+    row per pair, and optionally ``active`` (false: the user is disabled); no row
+    means the store does not know the subject. Values are always bound, never
+    formatted into the SQL. (On SQLite a literal ``%`` in the SQL text is misread by
+    ``databases``: pass LIKE patterns as bound values.)
 
     Raises:
         ValueError: a custom query without ``:subject``.
@@ -48,13 +51,18 @@ class SQLRightsLoader:
             StoreUnavailable: the database failed or was too slow.
         """
         if self.query is None:
-            # Subjects are user ids: anything else names no user (and costs no query).
-            if not (subject.isascii() and subject.isdigit()) or int(subject) > _MAX_ID:
+            # Subjects are user ids in canonical form: anything else ("007", "+7", "7.0")
+            # names no user and costs no query; an alias would also dodge invalidation.
+            if not (subject.isascii() and subject.isdigit()) or subject != str(int(subject)):
+                return NO_RIGHTS
+            if not 0 < int(subject) <= _MAX_ID:
                 return NO_RIGHTS
             sql = DEFAULT_RIGHTS_QUERY
-            values: dict[str, object] = {"user_id": int(subject), "active": True}
+            values: dict[str, object] = {"user_id": int(subject)}
         else:
             sql, values = self.query, {"subject": subject}
+        if not self.store.is_connected:
+            raise StoreUnavailable("load rights: the store is not connected")
         rows = await store_call(
             self.store.database.fetch_all(sql, values),
             timeout=self.store.timeout,
@@ -62,6 +70,9 @@ class SQLRightsLoader:
         )
         if not rows:
             return NO_RIGHTS
+        first = dict(rows[0])
+        if "active" in first and not first["active"]:
+            return DISABLED
         roles = frozenset(r["role"] for r in rows if r["role"] is not None)
         claims = frozenset(r["claim"] for r in rows if r["claim"] is not None)
         return Rights(roles=roles, claims=claims)
