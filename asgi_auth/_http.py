@@ -37,6 +37,7 @@ _MESSAGES: Final = {
     "insufficient_scope": "The access token does not grant this request.",
     "temporarily_unavailable": "Authorization is temporarily unavailable; try again later.",
 }
+_BODY_HEADERS: Final = frozenset({b"content-type", b"content-length"})
 WS_POLICY_VIOLATION: Final = 1008  # RFC 6455 §7.4.1
 WS_TRY_AGAIN_LATER: Final = 1013
 
@@ -59,6 +60,21 @@ class Denial:
     status: int
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
+
+    @property
+    def description(self) -> str:
+        """The generic message of the body, for frameworks that write bodies their own way."""
+        description: str = json.loads(self.body)["error_description"]
+        return description
+
+    def header_map(self, *, with_body_headers: bool = True) -> dict[str, str]:
+        """The headers as a dict; without ``content-type``/``content-length`` for
+        frameworks that write their own body."""
+        return {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in self.headers
+            if with_body_headers or name not in _BODY_HEADERS
+        }
 
     async def send_http(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})

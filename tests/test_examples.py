@@ -144,3 +144,42 @@ async def test_rbac_starlette_example_guards_by_role_and_by_method(store_url: st
             403,
         ]
         assert [await status(m, "/records/7", bob) for m in ("GET", "DELETE")] == [200, 403]
+
+
+async def test_rbac_fastapi_example_guards_by_role_and_claim(store_url: str) -> None:
+    from asgi_auth.store import Store, StoreAdmin
+    from examples import rbac_fastapi
+    from tests.lifespan import lifespan
+
+    async with Store(store_url) as store:
+        await store.init_schema()
+        admin = StoreAdmin(store)
+        await admin.create_role("admin")
+        for claim in ("can_read", "can_write", "can_delete"):
+            await admin.create_claim(claim)
+        alice = await admin.create_user("alice", role="admin", claims=("can_read", "can_delete"))
+        bob = await admin.create_user("bob", claims=("can_read",))
+    app = rbac_fastapi.create_app(KEY, store_url)
+    async with (
+        lifespan(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://example"
+        ) as client,
+    ):
+
+        async def status(method: str, path: str, user: int | None) -> int:
+            headers = {} if user is None else {"Authorization": f"Bearer {ISSUER.issue(user)}"}
+            return (await client.request(method, path, headers=headers)).status_code
+
+        assert await status("GET", "/admin", alice) == 200
+        assert await status("GET", "/admin", bob) == 403
+        assert await status("GET", "/admin", None) == 401
+        assert [await status(m, "/records/7", alice) for m in ("GET", "DELETE", "PUT")] == [
+            200,
+            200,
+            403,
+        ]
+        assert [await status(m, "/records/7", bob) for m in ("GET", "DELETE")] == [200, 403]
+        schema = app.openapi()
+        assert "bearer" in schema["components"]["securitySchemes"]
+        assert schema["paths"]["/records/{record_id}"]["delete"]["security"] == [{"bearer": []}]

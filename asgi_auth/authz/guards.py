@@ -247,8 +247,7 @@ def guard(
                         connection.send,  # type: ignore[attr-defined]
                     )
                     return None
-                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in denial.headers}
-                return Response(denial.body, denial.status, headers=headers)  # type: ignore[return-value]
+                return Response(denial.body, denial.status, headers=denial.header_map())  # type: ignore[return-value]
             return await endpoint(*args, **kwargs)
 
         return guarded

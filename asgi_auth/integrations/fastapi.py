@@ -27,7 +27,6 @@ document (and the docs' *Authorize* button), never to read the token again.
 from __future__ import annotations
 
 import inspect
-import json
 from typing import Annotated, Any, Final
 
 from fastapi import HTTPException, Security, WebSocketException
@@ -35,7 +34,7 @@ from fastapi.requests import HTTPConnection
 from fastapi.security import HTTPBearer, SecurityScopes
 from fastapi.security.base import SecurityBase
 
-from asgi_auth._http import WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER, Denial
+from asgi_auth._http import WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
 from asgi_auth.authz.guards import Authorizer, authorizer_of, log_refusal
 from asgi_auth.authz.policies import AllOf, HasScope, Policy, all_of, authenticated, has_scope
 from asgi_auth.errors import AuthError
@@ -52,8 +51,6 @@ BEARER: Final = HTTPBearer(
     auto_error=False,
 )
 _DENIAL_EXTENSION: Final = "websocket.http.response"
-# Headers that describe the denial's own body; FastAPI writes a body of its own.
-_BODY_HEADERS: Final = frozenset({b"content-type", b"content-length"})
 
 
 class Authorize:
@@ -171,9 +168,11 @@ class Authorize:
                 scope.get("extensions") or {}
             ):
                 code = WS_TRY_AGAIN_LATER if denial.status == 503 else WS_POLICY_VIOLATION
-                raise WebSocketException(code=code, reason=_description(denial)) from error
+                raise WebSocketException(code=code, reason=denial.description) from error
             raise HTTPException(
-                status_code=denial.status, detail=_description(denial), headers=_headers(denial)
+                status_code=denial.status,
+                detail=denial.description,
+                headers=denial.header_map(with_body_headers=False),
             ) from error
 
     def __repr__(self) -> str:
@@ -187,19 +186,6 @@ def _required_scopes(policy: Policy) -> tuple[str, ...]:
     if isinstance(policy, AllOf):
         return tuple(dict.fromkeys(s for p in policy.policies for s in _required_scopes(p)))
     return ()
-
-
-def _description(denial: Denial) -> str:
-    description: str = json.loads(denial.body)["error_description"]
-    return description
-
-
-def _headers(denial: Denial) -> dict[str, str]:
-    return {
-        name.decode("latin-1"): value.decode("latin-1")
-        for name, value in denial.headers
-        if name not in _BODY_HEADERS
-    }
 
 
 #: Any authenticated caller (anonymous ones get a 401 with a bare Bearer challenge):

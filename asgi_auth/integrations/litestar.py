@@ -27,7 +27,6 @@ no-store``), which Litestar's exception responses keep; the body is Litestar's
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 from litestar.connection import ASGIConnection
@@ -40,7 +39,7 @@ from litestar.exceptions import (
 )
 from litestar.handlers import BaseRouteHandler
 
-from asgi_auth._http import WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER, Denial
+from asgi_auth._http import WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
 from asgi_auth.authz.guards import Authorizer, authorizer_of, log_refusal
 from asgi_auth.authz.policies import Policy
 from asgi_auth.errors import AuthError
@@ -49,7 +48,6 @@ from asgi_auth.types import Scope
 __all__ = ["PolicyGuard", "guard_for"]
 
 # Headers that describe the denial's own body; Litestar writes a body of its own.
-_BODY_HEADERS: Final = frozenset({b"content-type", b"content-length"})
 _EXCEPTIONS: Final[dict[int, type[HTTPException]]] = {
     401: NotAuthorizedException,
     403: PermissionDeniedException,
@@ -100,7 +98,7 @@ class PolicyGuard:
         except AuthError as error:
             log_refusal(error, scope)
             denial = chosen.responder.denial(error)
-            detail = _description(denial)
+            detail = denial.description
             if scope["type"] == "websocket":
                 # Litestar closes with a WebSocketException's code; any other exception
                 # would become 4500 ("internal error").
@@ -108,7 +106,9 @@ class PolicyGuard:
                 raise WebSocketException(detail=detail, code=code) from error
             kind = _EXCEPTIONS.get(denial.status, HTTPException)
             raise kind(
-                detail=detail, status_code=denial.status, headers=_headers(denial)
+                detail=detail,
+                status_code=denial.status,
+                headers=denial.header_map(with_body_headers=False),
             ) from error
 
     def __repr__(self) -> str:
@@ -126,16 +126,3 @@ def guard_for(policy: Policy, *, authorizer: Authorizer | None = None) -> Policy
         TypeError: ``policy`` is not a policy, or ``authorizer`` not an ``Authorizer``.
     """
     return PolicyGuard(policy, authorizer=authorizer)
-
-
-def _description(denial: Denial) -> str:
-    description: str = json.loads(denial.body)["error_description"]
-    return description
-
-
-def _headers(denial: Denial) -> dict[str, str]:
-    return {
-        name.decode("latin-1"): value.decode("latin-1")
-        for name, value in denial.headers
-        if name not in _BODY_HEADERS
-    }

@@ -147,6 +147,45 @@ class StoreAdmin:
         """
         return await self._create("claim", "claims", name, description)
 
+    async def rename_role(self, name: str, new_name: str) -> None:
+        """Rename a role; every cached right is invalidated (anyone may hold it).
+
+        Raises:
+            NotFound: no such role.
+            AlreadyExists: ``new_name`` is taken.
+        """
+        await self._rename("role", "roles", name, new_name)
+
+    async def rename_claim(self, name: str, new_name: str) -> None:
+        """Rename a claim; every cached right is invalidated.
+
+        Raises:
+            NotFound: no such claim.
+            AlreadyExists: ``new_name`` is taken.
+        """
+        await self._rename("claim", "claims", name, new_name)
+
+    async def _rename(self, kind: str, table: str, name: str, new_name: str) -> None:
+        _checked(kind, new_name)
+
+        async def work() -> None:
+            async with self.store.transaction() as db:
+                found = await self._id(db, kind, table, "name", name)
+                taken = await db.fetch_val(
+                    f"SELECT id FROM {table} WHERE name = :name",  # noqa: S608 - constant
+                    {"name": new_name},
+                )
+                if taken is not None:
+                    raise AlreadyExists(kind, new_name)
+                await db.execute(
+                    f"UPDATE {table} SET name = :name WHERE id = :id",  # noqa: S608 - constant
+                    {"name": new_name, "id": found},
+                )
+                await self._notify(db, None)
+
+        await self._run(f"rename {kind}", work())
+        self.store.changed(None)
+
     # -- users -----------------------------------------------------------------------------
 
     async def create_user(

@@ -65,16 +65,37 @@ INTEGRITY_ERRORS: Final = _integrity_errors()
 async def store_call(operation: Awaitable[T], *, timeout: float, what: str) -> T:  # noqa: ASYNC109 - the bound is the point
     """Await a store operation, translating driver errors and slowness.
 
+    The operation runs in a task of its own (with its own pooled connection). When
+    ``timeout`` passes it is cancelled but not awaited: cancelling a query on a slow
+    or half-dead connection can take the driver many seconds of cleanup, and no
+    request should wait for that.
+
     Raises:
         StoreUnavailable: the driver failed, or ``timeout`` seconds passed.
     """
+    task = asyncio.ensure_future(operation)
     try:
-        async with asyncio.timeout(timeout):
-            return await operation
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(_settle)
+        raise StoreUnavailable(f"{what}: no answer within {timeout} s")
+    try:
+        return task.result()
     except TimeoutError as exc:
-        raise StoreUnavailable(f"{what}: no answer within {timeout} s") from exc
+        raise StoreUnavailable(f"{what}: the driver timed out") from exc
     except STORE_ERRORS as exc:
         raise StoreUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _settle(task: asyncio.Future[Any]) -> None:
+    # An abandoned operation's outcome is of no interest; retrieving it keeps asyncio
+    # from reporting "exception was never retrieved".
+    if not task.cancelled():
+        task.exception()
 
 
 class Store:
