@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,11 @@ def _block(heading: str, language: str = "python") -> str:
 
 
 def _run(code: str) -> dict[str, Any]:
-    namespace: dict[str, Any] = {"__name__": "readme_sample"}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
-    return namespace
+    # A real module, as a user's file would be (frameworks look annotations up in it).
+    module = types.ModuleType(f"readme_sample_{len(sys.modules)}")
+    sys.modules[module.__name__] = module
+    exec(compile(code, "README.md", "exec"), module.__dict__)  # noqa: S102 - our own README
+    return module.__dict__
 
 
 async def test_protect_an_app_sample_serves_principals(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,3 +165,35 @@ async def test_authorization_sample_guards_with_store_claims(
             return (await client.get("/records", headers=headers)).status_code
 
         assert [await status(reader), await status(other), await status(None)] == [200, 403, 401]
+
+
+async def test_fastapi_sample_answers_like_the_guards(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASGI_AUTH_SECRET", SECRET)
+    app = _run(_block("FastAPI"))["app"]
+    issuer = TokenIssuer(Key.from_secret(SECRET))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://readme") as client:
+        me = await client.get("/me", headers={"Authorization": f"Bearer {issuer.issue(3)}"})
+        anonymous = await client.get("/me")
+        scoped = await client.delete(
+            "/items/1", headers={"Authorization": f"Bearer {issuer.issue(3)}"}
+        )
+    assert me.json() == {"sub": "3"}
+    assert anonymous.status_code == 401
+    assert scoped.status_code == 403
+    assert 'scope="items:delete"' in scoped.headers["www-authenticate"]
+    security = app.openapi()["paths"]["/items/{item_id}"]["delete"]["security"]
+    assert security == [{"bearer": ["items:delete"]}]
+
+
+async def test_litestar_sample_guards_by_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASGI_AUTH_SECRET", SECRET)
+    app = _run(_block("Litestar"))["app"]
+    issuer = TokenIssuer(Key.from_secret(SECRET))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://readme") as client:
+        admin = {"Authorization": f"Bearer {issuer.issue(1, claims={'roles': ['admin']})}"}
+        plain = {"Authorization": f"Bearer {issuer.issue(2)}"}
+        assert (await client.get("/admin", headers=admin)).status_code == 200
+        assert (await client.get("/admin", headers=plain)).status_code == 403
+        assert (await client.get("/admin")).status_code == 401
