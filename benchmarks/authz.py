@@ -13,7 +13,9 @@ non-admin (403) and an anonymous caller (401). After a warm-up, wrk loads one ro
 a time, in a new random order every round; the table shows the medians over the
 rounds (requests/s and wrk's p50/p99 latency) and the ratio to ``/open`` from the
 same run. Queries and loader calls per request come from the app's own counters
-(``/_stats``), read once the server has no request in flight.
+(``/_stats``), read once the server has no request in flight; the server's CPU time
+per request (user + system, all threads, from ``/proc`` on Linux) is less sensitive
+than requests/s to what else runs on the machine.
 
 (b) Role lookups. ``SQLRightsLoader.load`` (no cache) on two stores filled with N
 users each (one role and two claims apiece): random existing subjects, the two
@@ -389,6 +391,15 @@ class Server:
         text: str = self.log.read().decode("utf-8", "replace")
         return text
 
+    def cpu_seconds(self) -> float | None:
+        """User and system CPU time the server has used (Linux ``/proc``; else None)."""
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text(encoding="ascii")
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stats(self) -> dict[str, Any]:
         """``/_stats`` once no request is in flight (or after 10 s)."""
         deadline = time.monotonic() + 10
@@ -475,6 +486,7 @@ class Run:
     queries: int
     loads: int
     statuses: dict[str, int]
+    cpu_seconds: float | None  # the server process's, all threads, over the wrk run
 
 
 @dataclass
@@ -536,11 +548,17 @@ def run_end_to_end(
                 done += 1
                 _progress(f"[{done}/{rounds * len(ROUTES)}] wrk {duration} s on {route}")
                 before = server.stats()
+                cpu_before = server.cpu_seconds()
                 wrk = run_wrk(commands[route], duration)
+                cpu_after = server.cpu_seconds()
                 after = server.stats()
                 requests, queries, loads = _delta(before, after, route)
                 statuses = _statuses(before, after, route)
-                results[route].runs.append(Run(wrk, requests, queries, loads, statuses))
+                cpu = None
+                if cpu_before is not None and cpu_after is not None:
+                    cpu = cpu_after - cpu_before
+                run = Run(wrk, requests, queries, loads, statuses, cpu)
+                results[route].runs.append(run)
         command = server.command
     log = server.final_output.strip()
     if log:
@@ -739,6 +757,13 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
+def _cpu_per_request(runs: Sequence[Run], served: int) -> float | None:
+    seconds = [run.cpu_seconds for run in runs]
+    if not served or any(s is None for s in seconds):
+        return None
+    return round(sum(s or 0.0 for s in seconds) / served * 1e6, 1)
+
+
 def _ratio(value: float, baseline: float | None) -> float | None:
     return None if not baseline else round(value / baseline, 3)
 
@@ -780,6 +805,7 @@ def records(report: Report) -> list[dict[str, Any]]:
                 "loads_per_request": round(sum(r.loads for r in runs) / served, 4)
                 if served
                 else None,
+                "server_cpu_us_per_request": _cpu_per_request(runs, served),
                 "requests_served": served,
                 "requests_wrk": sum(run.wrk.requests for run in runs),
                 "non_2xx": sum(run.wrk.non_2xx for run in runs),
@@ -861,18 +887,22 @@ def render(report: Report, env: Mapping[str, Any]) -> str:
         f"{authz_app.CACHE_TTL:g} s",
         f"- {_rounds(settings.rounds)} of {settings.duration} s per route in a shuffled order, "
         f"after {settings.warmup} s of warm-up per route; medians of the rounds; "
-        "queries and loader calls per request from the app's counters",
+        "queries and loader calls per request from the app's counters; server CPU "
+        "per request from /proc (user + system time of the uvicorn process, all its "
+        "threads, over the wrk runs, divided by the requests it served)",
         "",
         "| Route | Authorization | Median req/s | p50 ms | p99 ms | vs /open "
-        "| Queries/request | Loader calls/request |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| Server CPU µs/request | Queries/request | Loader calls/request |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for route in ROUTES:
         r = routes[route]
         ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        cpu = r["server_cpu_us_per_request"]
         lines.append(
             f"| `{route}` | {r['description']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} "
-            f"| {r['p99_ms']:.2f} | {ratio} | {r['queries_per_request']:.3f} "
+            f"| {r['p99_ms']:.2f} | {ratio} | {'n/a' if cpu is None else f'{cpu:,.1f}'} "
+            f"| {r['queries_per_request']:.3f} "
             f"| {r['loads_per_request']:.3f} |"
         )
     cached, db = routes["/cached"], routes["/db"]
@@ -954,7 +984,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = environment()
     report = run(settings)
     if source_state() != env["source"]:
-        report.notes.append(f"asgi_auth/ changed during the run (now: {source_state()})")
+        report.notes.append(
+            f"asgi_auth/ changed on disk during the run (now: {source_state()}); "
+            "each process measured the code it imported when it started"
+        )
     print(render(report, env))
     if args.json is not None:
         document = {

@@ -17,10 +17,11 @@ import pytest
 from benchmarks import authz as bench
 from tests.conftest import service_missing
 
-#: A row of table (a): route, description, req/s, p50, p99, ratio, queries, loader calls.
+#: A row of table (a): route, description, req/s, p50, p99, ratio, server CPU µs,
+#: queries, loader calls.
 ROUTE_ROW = re.compile(
     r"^\| `(/\w+)` \| [^|]+ \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)x "
-    r"\| ([\d.]+) \| ([\d.]+) \|$"
+    r"\| ([\d.,]+) \| ([\d.]+) \| ([\d.]+) \|$"
 )
 #: A row of table (b): users, lookups, median µs, p99 µs, ratios.
 LOOKUP_ROW = re.compile(
@@ -91,12 +92,12 @@ def test_smoke_run_reports_every_route_and_store(
     assert "wrk -t1 -c32 -d1s --latency" in out
     routes = {m[1]: m.groups()[1:] for line in out.splitlines() if (m := ROUTE_ROW.match(line))}
     assert set(routes) == {"/open", "/cached", "/db"}
-    for rps, p50, p99, ratio, _queries, _loads in routes.values():
+    for rps, p50, p99, ratio, cpu, _queries, _loads in routes.values():
         assert int(rps.replace(",", "")) > 0
-        assert min(float(p50), float(p99), float(ratio)) > 0
+        assert min(float(p50), float(p99), float(ratio), float(cpu.replace(",", ""))) > 0
     assert routes["/open"][3] == "1.00"
-    assert float(routes["/db"][4]) == pytest.approx(1.0, abs=0.005)
-    assert float(routes["/cached"][4]) < 0.05
+    assert float(routes["/db"][5]) == pytest.approx(1.0, abs=0.005)
+    assert float(routes["/cached"][5]) < 0.05
     lookups = [m.groups() for line in out.splitlines() if (m := LOOKUP_ROW.match(line))]
     assert [row[0] for row in lookups] == ["1,000", "2,000"]
     for row in lookups:
@@ -114,6 +115,7 @@ def test_smoke_run_reports_every_route_and_store(
     for route in ("/open", "/cached", "/db"):
         record = records[route]
         assert min(record["rps"], record["p50_ms"], record["p99_ms"], record["ratio"]) > 0
+        assert record["server_cpu_us_per_request"] > 0
         assert (record["non_2xx"], record["socket_errors"]) == (0, 0)
         assert record["requests_served"] >= record["requests_wrk"] > 0
     assert records["/db"]["queries_per_request"] == pytest.approx(1.0, abs=0.005)

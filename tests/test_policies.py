@@ -310,7 +310,7 @@ def test_by_method_rules_cannot_be_changed_from_outside() -> None:
 
 def test_facts_are_frozen() -> None:
     f = facts(roles=("admin",))
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         f.authenticated = False  # type: ignore[misc]
     assert f.authenticated is True
 
@@ -508,7 +508,7 @@ def test_by_method_unknown_method_is_refused_even_for_everything_else() -> None:
         roles=("admin",), claims=("can_read", "can_write", "can_delete"), method="PUT"
     )
     assert RECORDS.evaluate(everything) is False
-    assert RECORDS.evaluate(dataclasses.replace(everything, method="POST")) is True
+    assert RECORDS.evaluate(everything._replace(method="POST")) is True
 
 
 def test_by_method_otherwise() -> None:
@@ -700,15 +700,14 @@ def completions(f: Facts) -> list[Facts]:
     """Every way the store could answer: any subset of the candidate roles and claims
     added (none for an anonymous caller, who has no store rights)."""
     if not f.authenticated:
-        return [dataclasses.replace(f, store_loaded=True)]
+        return [f._replace(store_loaded=True)]
     found = []
     for n_roles in range(len(ROLES) + 1):
         for roles in itertools.combinations(ROLES, n_roles):
             for n_claims in range(len(CLAIMS) + 1):
                 for claims in itertools.combinations(CLAIMS, n_claims):
                     found.append(
-                        dataclasses.replace(
-                            f,
+                        f._replace(
                             roles=f.roles | frozenset(roles),
                             claims=f.claims | frozenset(claims),
                             store_loaded=True,
@@ -735,7 +734,7 @@ def test_with_everything_known_evaluation_is_two_valued_and_matches_the_referenc
 @settings(max_examples=400, deadline=None)
 @given(policy=policies, f=all_facts)
 def test_an_answer_before_the_store_is_loaded_is_the_final_answer(policy: Policy, f: Facts) -> None:
-    partial = dataclasses.replace(f, store_loaded=False)
+    partial = f._replace(store_loaded=False)
     early = policy.evaluate(partial)
     if not policy.needs_store:
         assert early is not None

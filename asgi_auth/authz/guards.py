@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from asgi_auth._http import Responder
@@ -46,6 +45,7 @@ logger: Final = logging.getLogger("asgi_auth.authz")
 #: Where :class:`~asgi_auth.AuthMiddleware` puts its authorizer on the scope.
 AUTHORIZER_KEY: Final = "asgi_auth.authorizer"
 _RIGHTS_KEY: Final = "asgi_auth.rights"
+_NOTHING: Final[frozenset[str]] = frozenset()
 Source = Literal["token", "store", "both"]
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -67,7 +67,7 @@ class Authorizer:
         TypeError: a loader without an async ``load``.
     """
 
-    __slots__ = ("loader", "realm", "responder", "source")
+    __slots__ = ("_peek", "loader", "realm", "responder", "source", "use_token")
 
     def __init__(
         self,
@@ -85,6 +85,9 @@ class Authorizer:
             raise ValueError(f"source={source!r} needs a loader")
         self.loader = loader if source != "token" else None
         self.source: Source = source
+        self.use_token = source != "store"
+        peek = getattr(self.loader, "peek", None)
+        self._peek: Callable[[str], Rights | None] | None = peek if callable(peek) else None
         self.realm = realm
         self.responder = Responder(realm)
 
@@ -101,23 +104,20 @@ class Authorizer:
         """
         principal = get_principal(scope)
         method = "WEBSOCKET" if scope["type"] == "websocket" else scope.get("method", "GET")
-        use_token = self.source != "store"
-        facts = Facts(
-            authenticated=principal.is_authenticated,
-            scopes=principal.scopes,
-            roles=principal.roles if use_token else frozenset(),
-            claims=principal.permissions if use_token else frozenset(),
-            store_loaded=self.loader is None,
-            method=method,
-        )
+        if self.use_token:
+            roles, claims = principal.roles, principal.permissions
+        else:
+            roles = claims = _NOTHING
+        authenticated = principal.is_authenticated
+        facts = Facts(authenticated, principal.scopes, roles, claims, self.loader is None, method)
         allowed = policy.evaluate(facts)
         if allowed is None and isinstance(principal, Principal):
             rights = await self._rights(scope, principal)
             if rights.active:
-                roles, claims = facts.roles | rights.roles, facts.claims | rights.claims
+                roles, claims = roles | rights.roles, claims | rights.claims
             else:  # disabled in the store: not even the token's roles count
-                roles = claims = frozenset()
-            facts = replace(facts, roles=roles, claims=claims, store_loaded=True)
+                roles = claims = _NOTHING
+            facts = Facts(authenticated, principal.scopes, roles, claims, True, method)
             allowed = policy.evaluate(facts)
         if allowed:
             return principal
@@ -132,16 +132,15 @@ class Authorizer:
         loader = self.loader
         assert loader is not None  # store_loaded was False, so a loader exists
         # Memoized for the rest of the request (routers pass this same scope down),
-        # per loader: a guard with its own loader never reuses another's answer.
-        found: tuple[Principal, dict[int, Rights]] | None = scope.get(_RIGHTS_KEY)
-        if found is None or found[0] is not principal:
-            found = (principal, {})
-            scope[_RIGHTS_KEY] = found
-        memo = found[1]
-        rights = memo.get(id(loader))
+        # and per loader: a guard with its own loader never reuses another's answer.
+        memo: tuple[Principal, RightsLoader, Rights] | None = scope.get(_RIGHTS_KEY)
+        if memo is not None and memo[0] is principal and memo[1] is loader:
+            return memo[2]
+        # A fresh cache entry is read without an await (the common case by far).
+        rights = self._peek(principal.subject) if self._peek is not None else None
         if rights is None:
             rights = await loader.load(principal.subject)
-            memo[id(loader)] = rights
+        scope[_RIGHTS_KEY] = (principal, loader, rights)
         return rights
 
 
@@ -229,9 +228,11 @@ def guard(
 
         @functools.wraps(endpoint)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> R | None:
-            connection = next(
-                (a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)), None
-            )
+            connection = args[0] if args and isinstance(args[0], HTTPConnection) else None
+            if connection is None:  # an HTTPEndpoint method (self, request), or by keyword
+                connection = next(
+                    (a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)), None
+                )
             if connection is None:
                 raise TypeError(f"{endpoint.__qualname__} got no Request or WebSocket argument")
             chosen = authorizer_of(connection.scope, authorizer)

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = [
     "AllOf",
@@ -43,9 +43,8 @@ __all__ = [
 _NONE: Final[frozenset[str]] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What a policy may look at for one request.
+class Facts(NamedTuple):
+    """What a policy may look at for one request (a tuple: built on every guarded request).
 
     Attributes:
         authenticated: whether the caller presented a valid token.

@@ -105,6 +105,13 @@ class CachedRights:
         self._pending: dict[str, asyncio.Future[Rights]] = {}
         self._generation = 0
 
+    def peek(self, subject: str) -> Rights | None:
+        """The cached rights of ``subject`` when fresh, else None; never queries."""
+        entry = self._entries.get(subject)
+        if entry is not None and entry[1] > self._clock():
+            return entry[0]
+        return None
+
     async def load(self, subject: str) -> Rights:
         """The subject's rights, from the cache when fresh.
 

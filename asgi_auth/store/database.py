@@ -166,9 +166,6 @@ class Store:
         """
 
         async def create() -> None:
-            if not self.is_postgresql and ":memory:" not in self.url:
-                # WAL: readers (the rights loader) do not wait for a writer to commit.
-                await self.database.execute("PRAGMA journal_mode=WAL")
             async with self.transaction():
                 if self.is_postgresql:
                     await self.database.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
