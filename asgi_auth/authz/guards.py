@@ -112,7 +112,20 @@ class Authorizer:
         facts = Facts(authenticated, principal.scopes, roles, claims, self.loader is None, method)
         allowed = policy.evaluate(facts)
         if allowed is None and isinstance(principal, Principal):
-            rights = await self._rights(scope, principal)
+            # Memoized for the rest of the request (routers pass this same scope down),
+            # and per loader: a guard with its own loader never reuses another's answer.
+            memo = scope.get(_RIGHTS_KEY)
+            loader = self.loader
+            if memo is not None and memo[0] is principal and memo[1] is loader:
+                rights: Rights = memo[2]
+            else:
+                # A fresh cache entry is read without awaiting (the common case by far).
+                found = self._peek(principal.subject) if self._peek is not None else None
+                if found is None:
+                    assert loader is not None  # store_loaded was False: a loader exists
+                    found = await loader.load(principal.subject)
+                rights = found
+                scope[_RIGHTS_KEY] = (principal, loader, rights)
             if rights.active:
                 roles, claims = roles | rights.roles, claims | rights.claims
             else:  # disabled in the store: not even the token's roles count
@@ -127,21 +140,6 @@ class Authorizer:
             raise NotAuthenticated(reason)
         scopes = tuple(dict.fromkeys(s for f in failed for s in f.scopes()))
         raise PermissionDenied(reason, scopes=scopes)
-
-    async def _rights(self, scope: Scope, principal: Principal) -> Rights:
-        loader = self.loader
-        assert loader is not None  # store_loaded was False, so a loader exists
-        # Memoized for the rest of the request (routers pass this same scope down),
-        # and per loader: a guard with its own loader never reuses another's answer.
-        memo: tuple[Principal, RightsLoader, Rights] | None = scope.get(_RIGHTS_KEY)
-        if memo is not None and memo[0] is principal and memo[1] is loader:
-            return memo[2]
-        # A fresh cache entry is read without an await (the common case by far).
-        rights = self._peek(principal.subject) if self._peek is not None else None
-        if rights is None:
-            rights = await loader.load(principal.subject)
-        scope[_RIGHTS_KEY] = (principal, loader, rights)
-        return rights
 
 
 _TOKEN_ONLY: Final = Authorizer()
