@@ -210,6 +210,8 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
 
     settings = _settings(args, env)
     key, generated = load_key(settings["secret"], settings["private_key"], settings["algorithm"])
+    from asgi_auth.store import Store
+
     url = database_url(args, env)
     try:
         config = DemoConfig(
@@ -219,7 +221,8 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
     except (ValueError, StoreUnavailable) as exc:
         raise UsageError(getattr(exc, "reason", None) or str(exc)) from exc
     base = f"http://{args.host}:{args.port}"
-    lines = [f"asgi-auth demo on {base} ({config.issuer_obj.algorithm}), store {url}"]
+    shown = Store(url).safe_url
+    lines = [f"asgi-auth demo on {base} ({config.issuer_obj.algorithm}), store {shown}"]
     if generated:
         secret = key.verify_key.decode("ascii")
         lines.append(f"no secret or key configured; generated one: ASGI_AUTH_SECRET={secret}")

@@ -70,7 +70,7 @@ def _runner(action: Action) -> Callable[[argparse.Namespace, Mapping[str, str], 
 
 
 async def _init(admin: StoreAdmin, args: argparse.Namespace) -> dict[str, str]:
-    return {"database": admin.store.url, "schema": "ready"}
+    return {"database": admin.store.safe_url, "schema": "ready"}
 
 
 async def _create_named(admin: StoreAdmin, args: argparse.Namespace) -> dict[str, Any]:

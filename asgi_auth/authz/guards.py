@@ -60,6 +60,16 @@ class Authorizer:
         source: ``"token"`` (roles and permissions carried in the token only),
             ``"store"`` (roles and claims from the store only) or ``"both"`` (their
             union; the default when a loader is given).
+        require_active: the store is consulted only when a policy needs its roles or
+            claims, and then a user it has disabled is refused (and with
+            ``source="store"`` a subject it does not know). A route the token alone
+            decides (``authenticated``, ``has_scope``) keeps admitting a disabled
+            user until the token expires or is revoked, and keeps working while the
+            store is down. ``True`` checks the caller's status on every guarded
+            request too (a cached lookup; a query on a miss).
+        store_issuer: consult the store only for tokens with this ``iss`` (the
+            issuer whose ``sub`` values are the store's user ids); tokens of other
+            issuers then count by what they carry. ``None``: every token.
         realm: the challenge realm of refusals.
 
     Raises:
@@ -67,13 +77,24 @@ class Authorizer:
         TypeError: a loader without an async ``load``.
     """
 
-    __slots__ = ("_peek", "loader", "realm", "responder", "source", "use_token")
+    __slots__ = (
+        "_peek",
+        "loader",
+        "realm",
+        "require_active",
+        "responder",
+        "source",
+        "store_issuer",
+        "use_token",
+    )
 
     def __init__(
         self,
         loader: RightsLoader | None = None,
         *,
         source: Source | None = None,
+        require_active: bool = False,
+        store_issuer: str | None = None,
         realm: str = "api",
     ) -> None:
         if loader is not None and not isinstance(loader, RightsLoader):
@@ -86,6 +107,8 @@ class Authorizer:
         self.loader = loader if source != "token" else None
         self.source: Source = source
         self.use_token = source != "store"
+        self.require_active = bool(require_active)
+        self.store_issuer = store_issuer
         peek = getattr(self.loader, "peek", None)
         self._peek: Callable[[str], Rights | None] | None = peek if callable(peek) else None
         self.realm = realm
@@ -109,29 +132,27 @@ class Authorizer:
         else:
             roles = claims = _NOTHING
         authenticated = principal.is_authenticated
-        facts = Facts(authenticated, principal.scopes, roles, claims, self.loader is None, method)
+        in_store = (
+            self.loader is not None
+            and isinstance(principal, Principal)
+            and (self.store_issuer is None or principal.issuer == self.store_issuer)
+        )
+        facts = Facts(authenticated, principal.scopes, roles, claims, not in_store, method)
         allowed = policy.evaluate(facts)
-        if allowed is None and isinstance(principal, Principal):
-            # Memoized for the rest of the request (routers pass this same scope down),
-            # and per loader: a guard with its own loader never reuses another's answer.
-            memo = scope.get(_RIGHTS_KEY)
-            loader = self.loader
-            if memo is not None and memo[0] is principal and memo[1] is loader:
-                rights: Rights = memo[2]
-            else:
-                # A fresh cache entry is read without awaiting (the common case by far).
-                found = self._peek(principal.subject) if self._peek is not None else None
-                if found is None:
-                    assert loader is not None  # store_loaded was False: a loader exists
-                    found = await loader.load(principal.subject)
-                rights = found
-                scope[_RIGHTS_KEY] = (principal, loader, rights)
-            if rights.active:
+        if in_store and (allowed is None or (allowed and self.require_active)):
+            assert isinstance(principal, Principal)  # in_store implies it
+            rights = self._known_rights(scope, principal)
+            if rights is None:  # not memoized, not cached: one query
+                rights = await self._load(scope, principal)
+            if not rights.active or (not rights.known and self.source == "store"):
+                reason = (
+                    f"{principal!r} is {'disabled' if rights.known else 'unknown'} in the store"
+                )
+                raise PermissionDenied(reason)
+            if allowed is None:
                 roles, claims = roles | rights.roles, claims | rights.claims
-            else:  # disabled in the store: not even the token's roles count
-                roles = claims = _NOTHING
-            facts = Facts(authenticated, principal.scopes, roles, claims, True, method)
-            allowed = policy.evaluate(facts)
+                facts = Facts(authenticated, principal.scopes, roles, claims, True, method)
+                allowed = policy.evaluate(facts)
         if allowed:
             return principal
         failed = policy.failures(facts)
@@ -140,6 +161,25 @@ class Authorizer:
             raise NotAuthenticated(reason)
         scopes = tuple(dict.fromkeys(s for f in failed for s in f.scopes()))
         raise PermissionDenied(reason, scopes=scopes)
+
+    def _known_rights(self, scope: Scope, principal: Principal) -> Rights | None:
+        # Memoized for the rest of an HTTP request (routers pass this same scope down),
+        # per loader: a guard with its own loader never reuses another's answer.
+        memo = scope.get(_RIGHTS_KEY)
+        if memo is not None and memo[0] is principal and memo[1] is self.loader:
+            rights: Rights = memo[2]
+            return rights
+        # A fresh cache entry is read without awaiting (the common case by far).
+        return self._peek(principal.subject) if self._peek is not None else None
+
+    async def _load(self, scope: Scope, principal: Principal) -> Rights:
+        loader = self.loader
+        if loader is None:  # cannot happen when in_store; refuse rather than guess
+            raise PermissionDenied("no rights loader")
+        rights = await loader.load(principal.subject)
+        if scope["type"] == "http":  # not on WebSockets: that scope lives as long as the socket
+            scope[_RIGHTS_KEY] = (principal, loader, rights)
+        return rights
 
 
 _TOKEN_ONLY: Final = Authorizer()

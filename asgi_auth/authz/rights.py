@@ -109,6 +109,10 @@ class CachedRights:
         """The cached rights of ``subject`` when fresh, else None; never queries."""
         entry = self._entries.get(subject)
         if entry is not None and entry[1] > self._clock():
+            try:  # noqa: SIM105 - the hot path: try costs nothing, suppress() does
+                self._entries.move_to_end(subject)  # least recently used goes first
+            except KeyError:
+                pass
             return entry[0]
         return None
 
@@ -129,7 +133,8 @@ class CachedRights:
             try:
                 return await asyncio.shield(pending)
             except asyncio.CancelledError:
-                if not pending.cancelled():
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
                     raise  # this request itself was cancelled
                 # the request that ran the query went away: run our own below
         future: asyncio.Future[Rights] = asyncio.get_running_loop().create_future()
@@ -147,7 +152,8 @@ class CachedRights:
         else:
             future.set_result(rights)
         finally:
-            self._pending.pop(subject, None)
+            if self._pending.get(subject) is future:
+                del self._pending[subject]
         # An invalidation that arrived while the query ran makes its answer suspect.
         if self.ttl > 0 and generation == self._generation:
             while len(self._entries) >= self.max_entries:
@@ -158,10 +164,14 @@ class CachedRights:
     def invalidate(self, subject: str | None = None) -> None:
         """Forget one subject's rights, or everyone's (``None``)."""
         self._generation += 1
+        # A query already in flight may have read the old rights: later requests must
+        # not join it (its own waiters get its answer; it is not cached, see load()).
         if subject is None:
             self._entries.clear()
+            self._pending.clear()
         else:
             self._entries.pop(subject, None)
+            self._pending.pop(subject, None)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -1,19 +1,25 @@
 """Administering the store: users, roles, claims and grants.
 
-Every operation runs in one transaction (no partial writes), raises
-:class:`NotFound` or :class:`AlreadyExists` with the name at fault, and, once
-committed, invalidates the cached rights of whoever it touched: on this instance at
-once, and on every instance sharing a PostgreSQL store through ``NOTIFY``
-(see :mod:`asgi_auth.store.feed`).
+Every operation runs in one transaction (no partial writes: all or nothing), raises
+:class:`NotFound` or :class:`AlreadyExists` with the name at fault (having written
+nothing), and, once committed, invalidates the cached rights of whoever it touched:
+on this instance at once, and on every instance sharing a PostgreSQL store through
+``NOTIFY`` (see :mod:`asgi_auth.store.feed`). When the store fails mid-operation
+(``StoreUnavailable``) the outcome is unknown, all or nothing, and every cached
+right on this instance is forgotten.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from databases import Database
 
+from asgi_auth.errors import StoreUnavailable
 from asgi_auth.store.database import INTEGRITY_ERRORS, Store, store_call
 
 __all__ = ["AdminError", "AlreadyExists", "NotFound", "StoreAdmin", "UserRights"]
@@ -21,6 +27,8 @@ __all__ = ["AdminError", "AlreadyExists", "NotFound", "StoreAdmin", "UserRights"
 #: The PostgreSQL channel that carries rights changes between instances.
 CHANGES_CHANNEL: Final = "asgi_auth_rights"
 _EVERYONE: Final = "*"
+_LOCK_RETRIES: Final = 8
+T = TypeVar("T")
 _LIMITS: Final = {"role": 100, "claim": 100, "user": 150, "description": 500}
 
 
@@ -88,7 +96,28 @@ class StoreAdmin:
     async def _run(self, what: str, work: Any) -> Any:
         return await store_call(work, timeout=self.store.timeout * 5, what=what)
 
+    async def _write(self, what: str, work: Callable[[], Awaitable[T]]) -> T:
+        """Run a write transaction; on SQLite, retry while another process holds the
+        write lock (SQLite answers "database is locked" at once instead of waiting)."""
+        for attempt in range(_LOCK_RETRIES + 1):
+            try:
+                result: T = await self._run(what, work())
+                return result
+            except StoreUnavailable as exc:
+                locked = isinstance(exc.__cause__, sqlite3.OperationalError) and "locked" in str(
+                    exc.__cause__
+                )
+                if not locked or attempt == _LOCK_RETRIES:
+                    # The outcome is unknown (a commit may have landed before the
+                    # answer was lost): forget every cached right rather than guess.
+                    self.store.changed(None)
+                    raise
+                await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def _id(self, db: Database, kind: str, table: str, column: str, name: str) -> int:
+        if not isinstance(name, str) or not name.isprintable() or len(name) > _LIMITS["user"]:
+            raise NotFound(kind, name)  # no stored name looks like this
         found = await db.fetch_val(f"SELECT id FROM {table} WHERE {column} = :name", {"name": name})  # noqa: S608 - constant identifiers
         if found is None:
             raise NotFound(kind, name)
@@ -124,7 +153,7 @@ class StoreAdmin:
                     raise AlreadyExists(kind, name) from exc
                 return int(new_id)
 
-        created: int = await self._run(f"create {kind}", work())
+        created: int = await self._write(f"create {kind}", work)
         return created
 
     # -- roles and claims ----------------------------------------------------------------
@@ -177,13 +206,16 @@ class StoreAdmin:
                 )
                 if taken is not None:
                     raise AlreadyExists(kind, new_name)
-                await db.execute(
-                    f"UPDATE {table} SET name = :name WHERE id = :id",  # noqa: S608 - constant
-                    {"name": new_name, "id": found},
-                )
+                try:
+                    await db.execute(
+                        f"UPDATE {table} SET name = :name WHERE id = :id",  # noqa: S608
+                        {"name": new_name, "id": found},
+                    )
+                except INTEGRITY_ERRORS as exc:  # taken concurrently since the check
+                    raise AlreadyExists(kind, new_name) from exc
                 await self._notify(db, None)
 
-        await self._run(f"rename {kind}", work())
+        await self._write(f"rename {kind}", work)
         self.store.changed(None)
 
     # -- users -----------------------------------------------------------------------------
@@ -242,7 +274,7 @@ class StoreAdmin:
                 await self._notify(db, str(user_id))
                 return user_id
 
-        user_id: int = await self._run("create user", work())
+        user_id: int = await self._write("create user", work)
         self.store.changed(str(user_id))
         return user_id
 
@@ -256,7 +288,7 @@ class StoreAdmin:
                 await self._notify(db, str(user_id))
                 return user_id
 
-        user_id: int = await self._run(what, work())
+        user_id: int = await self._write(what, work)
         self.store.changed(str(user_id))
         return user_id
 

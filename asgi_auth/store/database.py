@@ -130,6 +130,11 @@ class Store:
         self._write_lock = asyncio.Lock()
 
     @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for logs and messages."""
+        return str(self.database.url.obscure_password)
+
+    @property
     def is_postgresql(self) -> bool:
         """True for PostgreSQL stores."""
         return self.dialect == "postgresql"

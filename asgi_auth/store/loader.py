@@ -53,7 +53,9 @@ class SQLRightsLoader:
         if self.query is None:
             # Subjects are user ids in canonical form: anything else ("007", "+7", "7.0")
             # names no user and costs no query; an alias would also dodge invalidation.
-            if not (subject.isascii() and subject.isdigit()) or subject != str(int(subject)):
+            if len(subject) > 19 or not (subject.isascii() and subject.isdigit()):
+                return NO_RIGHTS  # (19 digits hold any BIGINT; int() refuses > 4300)
+            if subject != str(int(subject)):
                 return NO_RIGHTS
             if not 0 < int(subject) <= _MAX_ID:
                 return NO_RIGHTS
@@ -87,5 +89,9 @@ def cached_rights(
 ) -> CachedRights:
     """The usual loader: SQL behind a TTL cache that the store's changes invalidate."""
     cache = CachedRights(SQLRightsLoader(store, query=query), ttl=ttl, max_entries=max_entries)
-    store.on_change(cache.invalidate)
+    if query is None:
+        store.on_change(cache.invalidate)
+    else:
+        # A custom schema's subjects need not be user ids: any change forgets everyone.
+        store.on_change(lambda _subject: cache.invalidate(None))
     return cache
