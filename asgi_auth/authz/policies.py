@@ -114,6 +114,14 @@ class IsAuthenticated(_Leaf):
         return "authenticated"
 
 
+def _held(found: bool, facts: Facts) -> bool | None:
+    """A role or claim: held if known so; missing only once the store has answered (or
+    is not consulted, or the caller is anonymous and has no store rights at all)."""
+    if found:
+        return True
+    return False if facts.store_loaded or not facts.authenticated else None
+
+
 def _name(value: str, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError(f"{what} must be a non-empty string")
@@ -130,9 +138,7 @@ class HasRole(_Leaf):
         _name(self.role, "role")
 
     def evaluate(self, facts: Facts) -> bool | None:
-        if self.role in facts.roles:
-            return True
-        return False if facts.store_loaded or not facts.authenticated else None
+        return _held(self.role in facts.roles, facts)
 
     @property
     def needs_store(self) -> bool:
@@ -152,9 +158,7 @@ class HasClaim(_Leaf):
         _name(self.claim, "claim")
 
     def evaluate(self, facts: Facts) -> bool | None:
-        if self.claim in facts.claims:
-            return True
-        return False if facts.store_loaded or not facts.authenticated else None
+        return _held(self.claim in facts.claims, facts)
 
     @property
     def needs_store(self) -> bool:
