@@ -116,6 +116,21 @@ async def _set_role(admin: StoreAdmin, args: argparse.Namespace) -> dict[str, An
     return await _show(admin, args)
 
 
+async def _passwd(admin: StoreAdmin, args: argparse.Namespace) -> dict[str, Any]:
+    from asgi_auth.authn.passwords import PasswordHasher
+
+    # From standard input (one line), never from argv: argv shows in ps and histories.
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass(f"new password for {args.username}: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    await admin.rights(args.username)  # NotFound before hashing anything
+    await admin.set_password_hash(args.username, await PasswordHasher().hash(password))
+    return await _show(admin, args)
+
+
 async def _grant(admin: StoreAdmin, args: argparse.Namespace) -> dict[str, Any]:
     change = admin.grant if args.grant else admin.revoke
     await change(args.username, args.claim)
@@ -161,5 +176,7 @@ def add_store_commands(sub: Any) -> None:
         p.add_argument("username")
         p.add_argument("claim")
         p.set_defaults(grant=grant)
+    p = command(users, "passwd", _passwd, "set a password (read from standard input)")
+    p.add_argument("username")
     p = command(users, "show", _show, "a user's effective rights")
     p.add_argument("username")

@@ -94,6 +94,9 @@ class StoreAdmin:
     # -- helpers -----------------------------------------------------------------------
 
     async def _run(self, what: str, work: Any) -> Any:
+        if not self.store.is_connected:
+            work.close()  # never awaited: close the coroutine quietly
+            raise StoreUnavailable(f"{what}: the store is not connected")
         return await store_call(work, timeout=self.store.timeout * 5, what=what)
 
     async def _write(self, what: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -404,6 +407,28 @@ class StoreAdmin:
 
         found: UserRights = await self._run("read rights", work())
         return found
+
+    async def credentials(self, username: str) -> tuple[int, str | None, bool] | None:
+        """``(id, password_hash, is_active)`` of a user, or None (for logins).
+
+        Raises:
+            StoreUnavailable: the store cannot answer.
+        """
+        if not isinstance(username, str) or not username.isprintable() or len(username) > 150:
+            return None  # no stored username looks like this
+        if not self.store.is_connected:
+            raise StoreUnavailable("read credentials: the store is not connected")
+        row = await store_call(
+            self.store.database.fetch_one(
+                "SELECT id, password_hash, is_active FROM users WHERE username = :name",
+                {"name": username},
+            ),
+            timeout=self.store.timeout,
+            what="read credentials",
+        )
+        if row is None:
+            return None
+        return int(row["id"]), row["password_hash"], bool(row["is_active"])
 
     async def list_names(self, kind: str) -> list[tuple[str, str]]:
         """``(name, description)`` of every role (``kind="role"``) or claim (``"claim"``)."""

@@ -1,0 +1,232 @@
+"""The token endpoint: RFC 6749 §4.3's password grant, as a pure ASGI app.
+
+``POST`` a form (``grant_type=password&username=…&password=…``) or the same as JSON;
+get ``{"access_token", "token_type": "Bearer", "expires_in"}`` with
+``Cache-Control: no-store`` (§5.1), or an RFC 6749 §5.2 error:
+``invalid_request`` (malformed, missing or repeated parameters, wrong content type,
+oversized body), ``unsupported_grant_type``, ``invalid_grant`` (wrong username or
+password, unknown or disabled user: all alike). A backend that cannot answer is a
+503, never an ``invalid_grant``. FastAPI's ``OAuth2PasswordBearer(tokenUrl=…)``
+works against it (the docs' *Authorize* dialog posts exactly this form).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, runtime_checkable
+from urllib.parse import parse_qsl
+
+from asgi_auth.authn.passwords import PasswordHasher
+from asgi_auth.errors import ServiceUnavailable, StoreUnavailable
+from asgi_auth.store.admin import AdminError, StoreAdmin
+from asgi_auth.store.database import Store
+from asgi_auth.tokens.issuer import TokenIssuer
+from asgi_auth.types import Receive, Scope, Send
+
+__all__ = ["AuthenticatedUser", "PasswordAuthenticator", "StoreAuthenticator", "TokenEndpoint"]
+
+logger: Final = logging.getLogger("asgi_auth.login")
+#: Largest request body read, in bytes: credentials are small.
+MAX_BODY: Final = 16_384
+_FORM: Final = b"application/x-www-form-urlencoded"
+_JSON: Final = b"application/json"
+_MESSAGES: Final = {
+    "invalid_request": "The request is malformed or misses a parameter.",
+    "unsupported_grant_type": "This grant type is not supported.",
+    "invalid_grant": "The username or password is wrong.",
+    "temporarily_unavailable": "Login is temporarily unavailable; try again later.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedUser:
+    """Who logged in: the token subject and any claims to put in the access token."""
+
+    subject: str
+    username: str
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class PasswordAuthenticator(Protocol):
+    """Checks a username and password (the store, a directory…)."""
+
+    async def authenticate(self, username: str, password: str) -> AuthenticatedUser | None:
+        """The user, or None for any refusal (unknown, disabled, wrong password).
+
+        Raises:
+            ServiceUnavailable: the backend cannot answer.
+        """
+        ...
+
+
+class StoreAuthenticator:
+    """Passwords against the store's ``users`` table (argon2id; bcrypt and PBKDF2 hashes
+    verify and are upgraded to argon2id on the next successful login).
+
+    Args:
+        store: a connected :class:`~asgi_auth.store.Store`.
+        hasher: the password hasher (argon2-cffi defaults unless given).
+    """
+
+    def __init__(self, store: Store, hasher: PasswordHasher | None = None) -> None:
+        self.admin = StoreAdmin(store)
+        self.hasher = hasher or PasswordHasher()
+
+    async def authenticate(self, username: str, password: str) -> AuthenticatedUser | None:
+        """The user when the password matches an active account, else None.
+
+        Raises:
+            StoreUnavailable: the store cannot answer.
+        """
+        found = await self.admin.credentials(username)
+        stored = found[1] if found is not None and found[2] else None
+        result = await self.hasher.verify(stored, password)
+        if not result.ok or found is None:
+            return None
+        if result.needs_rehash:
+            await self._rehash(username, password)
+        return AuthenticatedUser(subject=str(found[0]), username=username)
+
+    async def _rehash(self, username: str, password: str) -> None:
+        try:
+            await self.admin.set_password_hash(username, await self.hasher.hash(password))
+        except (StoreUnavailable, AdminError, ValueError) as exc:  # the login stands
+            logger.warning("could not upgrade the password hash of %r: %s", username, exc)
+
+
+class TokenEndpoint:
+    """``POST /token``: the password grant, answering per RFC 6749 §5.
+
+    Args:
+        issuer: signs the access tokens.
+        authenticator: checks usernames and passwords.
+    """
+
+    def __init__(self, issuer: TokenIssuer, authenticator: PasswordAuthenticator) -> None:
+        if not isinstance(authenticator, PasswordAuthenticator):
+            raise TypeError("authenticator must have an async authenticate(username, password)")
+        self.issuer = issuer
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope.get("method") != "POST":
+            await _answer(send, 405, {"error": "invalid_request"}, [(b"allow", b"POST")])
+            return
+        kind = _content_type(scope)
+        body = await _read(receive, MAX_BODY)
+        params = None if body is None or kind is None else _parse(kind, body)
+        if params is None:
+            await _error(send, 400, "invalid_request")
+            return
+        if params.get("grant_type") != "password":
+            error = "invalid_request" if "grant_type" not in params else "unsupported_grant_type"
+            await _error(send, 400, error)
+            return
+        username, password = params.get("username"), params.get("password")
+        if not username or password is None:
+            await _error(send, 400, "invalid_request")
+            return
+        client = scope.get("client")
+        where = {"client": client[0] if client else None}
+        try:
+            user = await self.authenticator.authenticate(username, password)
+        except ServiceUnavailable as exc:
+            logger.error("login unavailable: %s", exc.reason, extra=where)
+            await _error(send, 503, "temporarily_unavailable")
+            return
+        if user is None:
+            logger.info("login failed for %r", username[:150], extra=where)
+            await _error(send, 400, "invalid_grant")
+            return
+        logger.info("login succeeded for %r (sub %s)", username[:150], user.subject, extra=where)
+        token = self.issuer.issue(user.subject, claims=dict(user.claims))
+        await _answer(
+            send,
+            200,
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": int(self.issuer.lifetime),
+            },
+        )
+
+
+def _content_type(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media if media in (_FORM, _JSON) else None
+    return None
+
+
+async def _read(receive: Receive, limit: int) -> bytes | None:
+    """The body, or None when it exceeds ``limit`` (reading stops there)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _parse(kind: bytes, body: bytes) -> dict[str, str] | None:
+    """Parameters as strings; None when malformed or a parameter repeats (§3.2)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if kind == _FORM:
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+        except ValueError:
+            return None
+    else:
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(document, dict):
+            return None
+        pairs = list(document.items())
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params or not isinstance(value, str) or "\x00" in value:
+            return None
+        params[name] = value
+    return params
+
+
+async def _error(send: Send, status: int, error: str) -> None:
+    await _answer(send, status, {"error": error, "error_description": _MESSAGES[error]})
+
+
+async def _answer(
+    send: Send,
+    status: int,
+    document: dict[str, Any],
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = json.dumps(document).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        # RFC 6749 §5.1: responses carrying tokens (and their errors) are never cached.
+        (b"cache-control", b"no-store"),
+        (b"pragma", b"no-cache"),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
