@@ -189,13 +189,15 @@ def cmd_inspect(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -
     return status
 
 
-async def _prepare(url: str, prepare: Any, *, seed: bool) -> dict[str, int]:
+async def _prepare(
+    url: str, prepare: Any, *, seed: bool, passwords: dict[str, str]
+) -> dict[str, int]:
     from asgi_auth.store import Store
 
     store = Store(url)
     await store.connect()
     try:
-        result: dict[str, int] = await prepare(store, seed=seed)
+        result: dict[str, int] = await prepare(store, seed=seed, passwords=passwords)
         return result
     finally:
         await store.disconnect()
@@ -217,7 +219,8 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         config = DemoConfig(
             key, issuer=settings["issuer"], audience=settings["audience"], database_url=url
         )
-        seeded = asyncio.run(_prepare(url, prepare_store, seed=args.seed))
+        passwords: dict[str, str] = {}
+        seeded = asyncio.run(_prepare(url, prepare_store, seed=args.seed, passwords=passwords))
     except (ValueError, StoreUnavailable) as exc:
         raise UsageError(getattr(exc, "reason", None) or str(exc)) from exc
     base = f"http://{args.host}:{args.port}"
@@ -229,6 +232,12 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
     for username, user_id in seeded.items():
         token = config.issuer_obj.issue(user_id, claims={"preferred_username": username})
         lines.append(f"{username} (sub {user_id}), valid 1 hour:\n  {token}")
+    for username, password in passwords.items():
+        lines.append(f"created {username} with the password {password} (shown once)")
+    if passwords:
+        lines.append(
+            f"log in: curl -d grant_type=password -d username=alice -d password=... {base}/token"
+        )
     sample = config.issuer_obj.issue("demo", claims={"scope": "read"})
     lines += [
         f"a token for subject 'demo', valid 1 hour:\n  {sample}",

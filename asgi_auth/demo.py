@@ -2,6 +2,8 @@
 
 Routes:
     ``GET /``                        what this server is and how to call it
+    ``POST /token``                  the password grant (RFC 6749 §4.3): a form with
+                                     ``grant_type=password``, ``username``, ``password``
     ``GET /me``                      the caller's principal (200), or 401 without a token
     ``GET /.well-known/jwks.json``   the public keys (asymmetric keys only; 404 for HMAC)
     ``WS  /ws``                      sends the principal as JSON, then closes; refused
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -30,6 +33,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from asgi_auth.authn.login import StoreAuthenticator, TokenEndpoint
+from asgi_auth.authn.passwords import PasswordHasher
 from asgi_auth.authz import Authorizer, Guard, authenticated, guard, has_claim, has_role
 from asgi_auth.errors import StoreUnavailable
 from asgi_auth.middleware import AuthMiddleware
@@ -122,9 +127,15 @@ class DemoConfig:
         )
 
 
-async def prepare_store(store: Store, *, seed: bool = False) -> dict[str, int]:
+async def prepare_store(
+    store: Store, *, seed: bool = False, passwords: dict[str, str] | None = None
+) -> dict[str, int]:
     """Create the schema (and the demo's records table); with ``seed``, the seed's
-    roles, claims and users (idempotent). Returns the seeded users' ids by name."""
+    roles, claims and users (idempotent). Returns the seeded users' ids by name.
+
+    With ``passwords`` (a dict to fill), users created now get a random password,
+    stored hashed and written into the dict for the banner to print once.
+    """
     await store.init_schema()
     await store.database.execute(_RECORDS[store.dialect])
     if not seed:
@@ -138,8 +149,15 @@ async def prepare_store(store: Store, *, seed: bool = False) -> dict[str, int]:
             await admin.create_claim(name, description)
     ids = {}
     for username, (role, claims) in SEED_USERS.items():
-        with contextlib.suppress(AlreadyExists):
-            await admin.create_user(username, role=role, claims=claims)
+        password = secrets.token_urlsafe(12) if passwords is not None else None
+        hashed = None if password is None else await PasswordHasher().hash(password)
+        try:
+            await admin.create_user(username, role=role, claims=claims, password_hash=hashed)
+        except AlreadyExists:
+            pass  # seeded before: its password stays as it was
+        else:
+            if passwords is not None and password is not None:
+                passwords[username] = password
         ids[username] = (await admin.rights(username)).id
     return ids
 
@@ -185,6 +203,7 @@ def build_demo(config: DemoConfig) -> ASGIApp:
                 "issuer": config.issuer,
                 "audience": config.audience,
                 "routes": {
+                    "POST /token": "grant_type=password&username=...&password=... (a form)",
                     "GET /me": "your principal; send Authorization: Bearer <token>",
                     "GET /.well-known/jwks.json": "public keys (asymmetric keys only)",
                     "WS /ws": "sends your principal, then closes",
@@ -258,6 +277,7 @@ def build_demo(config: DemoConfig) -> ASGIApp:
     app = Starlette(
         routes=[
             Route("/", index),
+            Route("/token", TokenEndpoint(issuer, StoreAuthenticator(store))),
             Route("/me", me),
             Route("/.well-known/jwks.json", jwks),
             WebSocketRoute("/ws", Guard(_PrincipalSocket(), authenticated)),

@@ -275,5 +275,15 @@ def test_demo_command_seed_prints_tokens_for_alice_and_bob(tmp_path: Path) -> No
         assert (
             httpx.get(f"{url}/admin", headers={"Authorization": f"Bearer {bob}"}).status_code == 403
         )
+        shown = next(line for line in lines if line.startswith("created alice with the password "))
+        password = shown.split()[5]
+        form = {"grant_type": "password", "username": "alice", "password": password}
+        login = httpx.post(f"{url}/token", data=form, timeout=10)
+        assert login.status_code == 200
+        token = login.json()["access_token"]
+        me = httpx.get(f"{url}/me", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        assert me.json()["subject"] == "1"
+        wrong = httpx.post(f"{url}/token", data={**form, "password": "nope"}, timeout=10)
+        assert wrong.json()["error"] == "invalid_grant"
     finally:
         _stop(process)

@@ -197,3 +197,25 @@ async def test_litestar_sample_guards_by_role(monkeypatch: pytest.MonkeyPatch) -
         assert (await client.get("/admin", headers=admin)).status_code == 200
         assert (await client.get("/admin", headers=plain)).status_code == 403
         assert (await client.get("/admin")).status_code == 401
+
+
+async def test_login_sample_serves_the_password_grant(
+    monkeypatch: pytest.MonkeyPatch, sqlite_url: str
+) -> None:
+    from asgi_auth.authn import PasswordHasher
+    from asgi_auth.store import Store, StoreAdmin
+
+    monkeypatch.setenv("ASGI_AUTH_SECRET", SECRET)
+    monkeypatch.setenv("ASGI_AUTH_DATABASE_URL", sqlite_url)
+    namespace = _run(_block("Logging in: the token endpoint"))
+    store: Store = namespace["store"]
+    async with store:
+        await store.init_schema()
+        await StoreAdmin(store).create_user("ada", password_hash=await PasswordHasher().hash("pw"))
+        transport = httpx.ASGITransport(app=namespace["app"])
+        async with httpx.AsyncClient(transport=transport, base_url="http://readme") as client:
+            form = {"grant_type": "password", "username": "ada", "password": "pw"}
+            answer = await client.post("/token", data=form)
+    assert answer.status_code == 200
+    principal = JWTVerifier(Key.from_secret(SECRET)).verify_sync(answer.json()["access_token"])
+    assert principal.subject == "1"
