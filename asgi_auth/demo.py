@@ -48,6 +48,7 @@ from asgi_auth.store import (
     cached_rights,
 )
 from asgi_auth.store.database import store_call
+from asgi_auth.store.refresh import RefreshTokens
 from asgi_auth.tokens import JWTVerifier, Key, TokenIssuer
 from asgi_auth.types import ASGIApp, Receive, Scope, Send
 
@@ -203,7 +204,8 @@ def build_demo(config: DemoConfig) -> ASGIApp:
                 "issuer": config.issuer,
                 "audience": config.audience,
                 "routes": {
-                    "POST /token": "grant_type=password&username=...&password=... (a form)",
+                    "POST /token": "grant_type=password&username=...&password=... (a form), "
+                    "or grant_type=refresh_token&refresh_token=...",
                     "GET /me": "your principal; send Authorization: Bearer <token>",
                     "GET /.well-known/jwks.json": "public keys (asymmetric keys only)",
                     "WS /ws": "sends your principal, then closes",
@@ -274,10 +276,13 @@ def build_demo(config: DemoConfig) -> ASGIApp:
             return JSONResponse({"error": "not_found"}, status_code=404)
         return Response(status_code=204)
 
+    authenticator = StoreAuthenticator(store)
+    refresh = RefreshTokens(store, is_active=authenticator.is_active)
+    token_endpoint = TokenEndpoint(issuer, authenticator, refresh=refresh)
     app = Starlette(
         routes=[
             Route("/", index),
-            Route("/token", TokenEndpoint(issuer, StoreAuthenticator(store))),
+            Route("/token", token_endpoint),
             Route("/me", me),
             Route("/.well-known/jwks.json", jwks),
             WebSocketRoute("/ws", Guard(_PrincipalSocket(), authenticated)),

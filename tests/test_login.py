@@ -68,7 +68,7 @@ async def test_every_refusal_is_the_same_invalid_grant(
     assert answer.status_code == 400
     assert answer.json() == {
         "error": "invalid_grant",
-        "error_description": "The username or password is wrong.",
+        "error_description": "The credentials or the refresh token are not valid.",
     }
     assert answer.headers["cache-control"] == "no-store"
 

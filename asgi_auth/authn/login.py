@@ -20,9 +20,11 @@ from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 from asgi_auth.authn.passwords import PasswordHasher
-from asgi_auth.errors import ServiceUnavailable, StoreUnavailable
+from asgi_auth.errors import InvalidCredentials, ServiceUnavailable, StoreUnavailable
 from asgi_auth.store.admin import AdminError, StoreAdmin
 from asgi_auth.store.database import Store
+from asgi_auth.store.loader import SQLRightsLoader
+from asgi_auth.store.refresh import RefreshTokens
 from asgi_auth.tokens.issuer import TokenIssuer
 from asgi_auth.types import Receive, Scope, Send
 
@@ -36,7 +38,7 @@ _JSON: Final = b"application/json"
 _MESSAGES: Final = {
     "invalid_request": "The request is malformed or misses a parameter.",
     "unsupported_grant_type": "This grant type is not supported.",
-    "invalid_grant": "The username or password is wrong.",
+    "invalid_grant": "The credentials or the refresh token are not valid.",
     "temporarily_unavailable": "Login is temporarily unavailable; try again later.",
 }
 
@@ -75,6 +77,16 @@ class StoreAuthenticator:
     def __init__(self, store: Store, hasher: PasswordHasher | None = None) -> None:
         self.admin = StoreAdmin(store)
         self.hasher = hasher or PasswordHasher()
+        self._status = SQLRightsLoader(store)
+
+    async def is_active(self, subject: str) -> bool:
+        """Whether ``subject`` names an active user (for :class:`RefreshTokens`).
+
+        Raises:
+            StoreUnavailable: the store cannot answer.
+        """
+        rights = await self._status.load(subject)
+        return rights.known and rights.active
 
     async def authenticate(self, username: str, password: str) -> AuthenticatedUser | None:
         """The user when the password matches an active account, else None.
@@ -106,11 +118,18 @@ class TokenEndpoint:
         authenticator: checks usernames and passwords.
     """
 
-    def __init__(self, issuer: TokenIssuer, authenticator: PasswordAuthenticator) -> None:
+    def __init__(
+        self,
+        issuer: TokenIssuer,
+        authenticator: PasswordAuthenticator,
+        *,
+        refresh: RefreshTokens | None = None,
+    ) -> None:
         if not isinstance(authenticator, PasswordAuthenticator):
             raise TypeError("authenticator must have an async authenticate(username, password)")
         self.issuer = issuer
         self.authenticator = authenticator
+        self.refresh = refresh
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,37 +143,63 @@ class TokenEndpoint:
         if params is None:
             await _error(send, 400, "invalid_request")
             return
-        if params.get("grant_type") != "password":
-            error = "invalid_request" if "grant_type" not in params else "unsupported_grant_type"
-            await _error(send, 400, error)
-            return
-        username, password = params.get("username"), params.get("password")
-        if not username or password is None:
+        grant = params.get("grant_type")
+        if grant is None:
             await _error(send, 400, "invalid_request")
             return
         client = scope.get("client")
         where = {"client": client[0] if client else None}
         try:
-            user = await self.authenticator.authenticate(username, password)
+            if grant == "password":
+                await self._password(send, params, where)
+            elif grant == "refresh_token" and self.refresh is not None:
+                await self._refresh(send, params, where)
+            else:
+                await _error(send, 400, "unsupported_grant_type")
         except ServiceUnavailable as exc:
             logger.error("login unavailable: %s", exc.reason, extra=where)
             await _error(send, 503, "temporarily_unavailable")
+
+    async def _password(self, send: Send, params: dict[str, str], where: dict[str, Any]) -> None:
+        username, password = params.get("username"), params.get("password")
+        if not username or password is None:
+            await _error(send, 400, "invalid_request")
             return
+        user = await self.authenticator.authenticate(username, password)
         if user is None:
             logger.info("login failed for %r", username[:150], extra=where)
             await _error(send, 400, "invalid_grant")
             return
         logger.info("login succeeded for %r (sub %s)", username[:150], user.subject, extra=where)
-        token = self.issuer.issue(user.subject, claims=dict(user.claims))
-        await _answer(
-            send,
-            200,
-            {
-                "access_token": token,
-                "token_type": "Bearer",
-                "expires_in": int(self.issuer.lifetime),
-            },
-        )
+        refresh = await self.refresh.issue(user.subject) if self.refresh is not None else None
+        await self._tokens(send, user.subject, dict(user.claims), refresh)
+
+    async def _refresh(self, send: Send, params: dict[str, str], where: dict[str, Any]) -> None:
+        assert self.refresh is not None  # only routed here with refresh tokens on
+        presented = params.get("refresh_token")
+        if not presented:
+            await _error(send, 400, "invalid_request")
+            return
+        try:
+            subject, following = await self.refresh.rotate(presented)
+        except InvalidCredentials as exc:
+            logger.info("refresh refused: %s", exc.reason, extra=where)
+            await _error(send, 400, "invalid_grant")
+            return
+        logger.info("refresh succeeded (sub %s)", subject, extra=where)
+        await self._tokens(send, subject, {}, following)
+
+    async def _tokens(
+        self, send: Send, subject: str, claims: dict[str, Any], refresh: str | None
+    ) -> None:
+        document: dict[str, Any] = {
+            "access_token": self.issuer.issue(subject, claims=claims),
+            "token_type": "Bearer",
+            "expires_in": int(self.issuer.lifetime),
+        }
+        if refresh is not None:
+            document["refresh_token"] = refresh
+        await _answer(send, 200, document)
 
 
 def _content_type(scope: Scope) -> bytes | None:

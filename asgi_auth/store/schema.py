@@ -15,7 +15,7 @@ __all__ = ["SCHEMA_VERSION", "TABLES", "statements"]
 #: Bumped when a later release changes the tables; recorded in ``asgi_auth_schema``.
 SCHEMA_VERSION: Final = 1
 #: The tables this module creates, in dependency order.
-TABLES: Final = ("asgi_auth_schema", "roles", "users", "claims", "user_claims")
+TABLES: Final = ("asgi_auth_schema", "roles", "users", "claims", "user_claims", "refresh_tokens")
 
 _IDENTITY: Final = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -23,6 +23,7 @@ _IDENTITY: Final = {
 }
 _REFERENCE: Final = {"sqlite": "INTEGER", "postgresql": "BIGINT"}
 _TRUE: Final = {"sqlite": "1", "postgresql": "TRUE"}
+_FALSE: Final = {"sqlite": "0", "postgresql": "FALSE"}
 _TIMESTAMP: Final = {
     "sqlite": "TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP",
     "postgresql": "TIMESTAMPTZ NOT NULL DEFAULT now()",
@@ -65,4 +66,16 @@ def statements(dialect: str) -> list[str]:
             PRIMARY KEY (user_id, claim_id)
         )""",
         "CREATE INDEX IF NOT EXISTS user_claims_claim_id ON user_claims (claim_id)",
+        # Refresh tokens (asgi_auth.store.refresh): SHA-256 digests only; times are
+        # epoch seconds, which both databases compare alike.
+        f"""CREATE TABLE IF NOT EXISTS refresh_tokens (
+            id {identity},
+            family VARCHAR(64) NOT NULL,
+            token_hash VARCHAR(64) NOT NULL UNIQUE,
+            subject VARCHAR(255) NOT NULL,
+            family_expires_at BIGINT NOT NULL,
+            used BOOLEAN NOT NULL DEFAULT {_FALSE[dialect]},
+            revoked BOOLEAN NOT NULL DEFAULT {_FALSE[dialect]}
+        )""",
+        "CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family)",
     ]
