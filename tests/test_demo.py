@@ -285,5 +285,11 @@ def test_demo_command_seed_prints_tokens_for_alice_and_bob(tmp_path: Path) -> No
         assert me.json()["subject"] == "1"
         wrong = httpx.post(f"{url}/token", data={**form, "password": "nope"}, timeout=10)
         assert wrong.json()["error"] == "invalid_grant"
+        refresh = {"grant_type": "refresh_token", "refresh_token": login.json()["refresh_token"]}
+        refreshed = httpx.post(f"{url}/token", data=refresh, timeout=10)
+        assert refreshed.status_code == 200
+        assert refreshed.json()["refresh_token"] != refresh["refresh_token"]
+        replayed = httpx.post(f"{url}/token", data=refresh, timeout=10)
+        assert replayed.json()["error"] == "invalid_grant"
     finally:
         _stop(process)
