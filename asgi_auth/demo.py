@@ -4,6 +4,8 @@ Routes:
     ``GET /``                        what this server is and how to call it
     ``POST /token``                  the password grant (RFC 6749 §4.3): a form with
                                      ``grant_type=password``, ``username``, ``password``
+    ``POST /logout``                 revokes the bearer token (and a ``refresh_token``
+                                     sent in the body, with its family)
     ``GET /me``                      the caller's principal (200), or 401 without a token
     ``GET /.well-known/jwks.json``   the public keys (asymmetric keys only; 404 for HMAC)
     ``WS  /ws``                      sends the principal as JSON, then closes; refused
@@ -34,6 +36,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from asgi_auth.authn.login import StoreAuthenticator, TokenEndpoint
+from asgi_auth.authn.logout import LogoutEndpoint
 from asgi_auth.authn.passwords import PasswordHasher
 from asgi_auth.authz import Authorizer, Guard, authenticated, guard, has_claim, has_role
 from asgi_auth.errors import StoreUnavailable
@@ -49,7 +52,9 @@ from asgi_auth.store import (
 )
 from asgi_auth.store.database import store_call
 from asgi_auth.store.refresh import RefreshTokens
+from asgi_auth.store.revocation import RevocationList
 from asgi_auth.tokens import JWTVerifier, Key, TokenIssuer
+from asgi_auth.tokens.verifier import RevocationCheck
 from asgi_auth.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["DemoConfig", "build_demo", "prepare_store"]
@@ -118,13 +123,14 @@ class DemoConfig:
         issuer = TokenIssuer(self.key, issuer=self.issuer, audience=self.audience)
         object.__setattr__(self, "issuer_obj", issuer)
 
-    def verifier(self) -> JWTVerifier:
+    def verifier(self, revocations: RevocationCheck | None = None) -> JWTVerifier:
         """The verifier matching this configuration."""
         return JWTVerifier(
             self.key,
             algorithms=[self.issuer_obj.algorithm],
             issuer=self.issuer,
             audience=self.audience,
+            revocations=revocations,
         )
 
 
@@ -186,11 +192,13 @@ def build_demo(config: DemoConfig) -> ASGIApp:
         feed = PostgresChangeFeed(store) if store.is_postgresql else None
         try:
             await prepare_store(store)
+            await revocations.start()
             if feed is not None:
                 await feed.start()
             yield
         finally:
             try:
+                await revocations.stop()
                 if feed is not None:
                     await feed.stop()
             finally:
@@ -206,6 +214,7 @@ def build_demo(config: DemoConfig) -> ASGIApp:
                 "routes": {
                     "POST /token": "grant_type=password&username=...&password=... (a form), "
                     "or grant_type=refresh_token&refresh_token=...",
+                    "POST /logout": "revokes the bearer token (and a refresh_token sent)",
                     "GET /me": "your principal; send Authorization: Bearer <token>",
                     "GET /.well-known/jwks.json": "public keys (asymmetric keys only)",
                     "WS /ws": "sends your principal, then closes",
@@ -279,10 +288,14 @@ def build_demo(config: DemoConfig) -> ASGIApp:
     authenticator = StoreAuthenticator(store)
     refresh = RefreshTokens(store, is_active=authenticator.is_active)
     token_endpoint = TokenEndpoint(issuer, authenticator, refresh=refresh)
+    revocations = RevocationList(store)
+    verifier = config.verifier(revocations)
+    logout_endpoint = LogoutEndpoint(verifier, revocations, refresh=refresh, realm=config.realm)
     app = Starlette(
         routes=[
             Route("/", index),
             Route("/token", token_endpoint),
+            Route("/logout", logout_endpoint),
             Route("/me", me),
             Route("/.well-known/jwks.json", jwks),
             WebSocketRoute("/ws", Guard(_PrincipalSocket(), authenticated)),
@@ -295,6 +308,4 @@ def build_demo(config: DemoConfig) -> ASGIApp:
         exception_handlers={StoreUnavailable: _unavailable},
     )
     authorizer = Authorizer(rights, realm=config.realm)
-    return AuthMiddleware(
-        app, verifier=config.verifier(), realm=config.realm, authorizer=authorizer
-    )
+    return AuthMiddleware(app, verifier=verifier, realm=config.realm, authorizer=authorizer)

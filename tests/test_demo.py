@@ -291,5 +291,8 @@ def test_demo_command_seed_prints_tokens_for_alice_and_bob(tmp_path: Path) -> No
         assert refreshed.json()["refresh_token"] != refresh["refresh_token"]
         replayed = httpx.post(f"{url}/token", data=refresh, timeout=10)
         assert replayed.json()["error"] == "invalid_grant"
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert httpx.post(f"{url}/logout", headers=bearer, timeout=10).json() == {"revoked": True}
+        assert httpx.get(f"{url}/me", headers=bearer, timeout=5).status_code == 401
     finally:
         _stop(process)

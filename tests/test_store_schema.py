@@ -13,7 +13,15 @@ import pytest
 from asgi_auth.store import DEFAULT_RIGHTS_QUERY, Store
 from asgi_auth.store.schema import SCHEMA_VERSION, TABLES
 
-STORE_TABLES = {"roles", "users", "claims", "user_claims", "asgi_auth_schema", "refresh_tokens"}
+STORE_TABLES = {
+    "roles",
+    "users",
+    "claims",
+    "user_claims",
+    "asgi_auth_schema",
+    "refresh_tokens",
+    "revoked_tokens",
+}
 N_USERS = 2000
 
 

@@ -7,6 +7,8 @@ from asgi_auth.store.admin import AdminError, AlreadyExists, NotFound, StoreAdmi
 from asgi_auth.store.database import DEFAULT_DATABASE_URL, Store
 from asgi_auth.store.feed import PostgresChangeFeed
 from asgi_auth.store.loader import DEFAULT_RIGHTS_QUERY, SQLRightsLoader, cached_rights
+from asgi_auth.store.refresh import RefreshTokens
+from asgi_auth.store.revocation import RevocationList
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -15,6 +17,8 @@ __all__ = [
     "AlreadyExists",
     "NotFound",
     "PostgresChangeFeed",
+    "RefreshTokens",
+    "RevocationList",
     "SQLRightsLoader",
     "Store",
     "StoreAdmin",

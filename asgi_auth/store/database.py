@@ -8,6 +8,7 @@ store. URLs: ``sqlite:///./auth.db``, ``postgresql://user@host/db``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -199,6 +200,24 @@ class Store:
     def is_connected(self) -> bool:
         """True between :meth:`connect` and :meth:`disconnect`."""
         return bool(self.database.is_connected)
+
+    async def run(
+        self,
+        operation: Awaitable[T],
+        *,
+        what: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - a bound per operation is the point
+    ) -> T:
+        """Await a database operation within this store's bound (``store_call``).
+
+        Raises:
+            StoreUnavailable: the store is not connected, failed or was too slow.
+        """
+        if not self.is_connected:
+            if inspect.iscoroutine(operation):
+                operation.close()  # never awaited: close it quietly
+            raise StoreUnavailable(f"{what}: the store is not connected")
+        return await store_call(operation, timeout=timeout or self.timeout, what=what)
 
     def on_change(self, listener: Callable[[str | None], None]) -> None:
         """Call ``listener(subject)`` (``None``: everyone) after a change to rights commits."""

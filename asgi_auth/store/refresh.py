@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from asgi_auth.errors import InvalidCredentials
-from asgi_auth.store.database import Store, store_call
+from asgi_auth.store.database import Store
 
 __all__ = ["DEFAULT_FAMILY_LIFETIME", "RefreshTokens"]
 
@@ -57,7 +57,7 @@ class RefreshTokens:
         self._clock = clock
 
     async def _call(self, what: str, work: Any) -> Any:
-        return await store_call(work, timeout=self.store.timeout * 5, what=what)
+        return await self.store.run(work, what=what, timeout=self.store.timeout * 5)
 
     async def issue(self, subject: str) -> str:
         """A refresh token starting a new family (at login).

@@ -15,7 +15,15 @@ __all__ = ["SCHEMA_VERSION", "TABLES", "statements"]
 #: Bumped when a later release changes the tables; recorded in ``asgi_auth_schema``.
 SCHEMA_VERSION: Final = 1
 #: The tables this module creates, in dependency order.
-TABLES: Final = ("asgi_auth_schema", "roles", "users", "claims", "user_claims", "refresh_tokens")
+TABLES: Final = (
+    "asgi_auth_schema",
+    "roles",
+    "users",
+    "claims",
+    "user_claims",
+    "refresh_tokens",
+    "revoked_tokens",
+)
 
 _IDENTITY: Final = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -78,4 +86,10 @@ def statements(dialect: str) -> list[str]:
             revoked BOOLEAN NOT NULL DEFAULT {_FALSE[dialect]}
         )""",
         "CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family)",
+        # Revoked access tokens (asgi_auth.store.revocation), until they expire.
+        """CREATE TABLE IF NOT EXISTS revoked_tokens (
+            jti VARCHAR(255) PRIMARY KEY,
+            expires_at BIGINT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS revoked_tokens_expires_at ON revoked_tokens (expires_at)",
     ]

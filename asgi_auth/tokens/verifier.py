@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Final, NoReturn, Protocol, runtime_checkable
 
-from asgi_auth.errors import ExpiredToken, InvalidToken, UnknownKey
+from asgi_auth.errors import ExpiredToken, InvalidToken, RevokedToken, UnknownKey
 from asgi_auth.principal import DEFAULT_MAPPING, ClaimMapping, Principal, freeze
 from asgi_auth.tokens.keys import (
     ALGORITHMS,
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_CACHE_SIZE",
     "DEFAULT_MAX_TOKEN_BYTES",
     "JWTVerifier",
+    "RevocationCheck",
     "TokenVerifier",
     "read_unverified",
 ]
@@ -141,6 +142,15 @@ def read_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @runtime_checkable
+class RevocationCheck(Protocol):
+    """A deny-list the verifier consults on every token: it must answer from memory."""
+
+    def is_revoked(self, jti: str) -> bool:
+        """Whether the token with this ``jti`` has been revoked."""
+        ...
+
+
+@runtime_checkable
 class TokenVerifier(Protocol):
     """What :class:`~asgi_auth.middleware.AuthMiddleware` needs: a token in, a principal out."""
 
@@ -174,6 +184,9 @@ class JWTVerifier:
         cache_size: how many verified tokens to remember (0 disables the cache).
             A remembered token costs a dict lookup; it is never used past its ``exp``.
         mapping: where scopes, roles and permissions sit in the claims.
+        revocations: a deny-list of ``jti`` values (e.g.
+            :class:`~asgi_auth.store.RevocationList`), consulted on every token, cached
+            ones included; a revoked token is refused with ``RevokedToken``.
         clock: seconds since the epoch; injectable for tests.
 
     Raises:
@@ -194,6 +207,7 @@ class JWTVerifier:
         max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
         cache_size: int = DEFAULT_CACHE_SIZE,
         mapping: ClaimMapping = DEFAULT_MAPPING,
+        revocations: RevocationCheck | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         keyset = (
@@ -234,6 +248,7 @@ class JWTVerifier:
         self.max_token_bytes: Final = max_token_bytes
         self.cache_size: Final = cache_size
         self.mapping: Final = mapping
+        self.revocations: Final = revocations
         self._clock = clock
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._headers: dict[str, tuple[Any, tuple[Key, ...]]] = {}
@@ -283,6 +298,8 @@ class JWTVerifier:
         cache = self._cache
         cached = cache.get(token)
         if cached is not None:
+            if self.revocations is not None:
+                self._check_revoked(cached[0])
             if cached[1] > self._clock():
                 # Not contextlib.suppress: this is the hot path, and try costs nothing.
                 try:  # noqa: SIM105
@@ -292,6 +309,8 @@ class JWTVerifier:
                 return cached[0]
             cache.pop(token, None)
         principal, expires = self._verify(token)
+        if self.revocations is not None:
+            self._check_revoked(principal)
         if self.cache_size and expires is not None:
             while len(cache) >= self.cache_size:
                 try:
@@ -300,6 +319,11 @@ class JWTVerifier:
                     break
             cache[token] = (principal, expires)
         return principal
+
+    def _check_revoked(self, principal: Principal) -> None:
+        jti = principal.token_id
+        if jti is not None and self.revocations is not None and self.revocations.is_revoked(jti):
+            raise RevokedToken(f"token {_short(jti)} has been revoked")
 
     def clear_cache(self) -> None:
         """Forget every verified token and every parsed header."""

@@ -1,0 +1,98 @@
+"""``POST /logout``: revoke the presented access token (until it expires) and, when the
+body names one, its refresh token's whole family.
+
+The request authenticates with the access token it revokes (``Authorization:
+Bearer``); answers: 200 ``{"revoked": true}``, 401 for a missing or bad token (RFC 6750),
+400 for a malformed request or a token without a ``jti``, 503 when the store is down.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from asgi_auth._http import Responder
+from asgi_auth.authn.login import MAX_BODY, _answer, _content_type, _error, _parse, _read
+from asgi_auth.credentials import BearerExtractor
+from asgi_auth.errors import (
+    AuthError,
+    InvalidToken,
+    MalformedCredentials,
+    NotAuthenticated,
+    ServiceUnavailable,
+)
+from asgi_auth.store.refresh import RefreshTokens
+from asgi_auth.store.revocation import RevocationList
+from asgi_auth.tokens.verifier import TokenVerifier
+from asgi_auth.types import Receive, Scope, Send
+
+__all__ = ["LogoutEndpoint"]
+
+logger: Final = logging.getLogger("asgi_auth.login")
+
+
+class LogoutEndpoint:
+    """Logs a caller out: revokes the bearer token's ``jti`` and, optionally, the
+    refresh family of a ``refresh_token`` sent in the body (form or JSON).
+
+    Args:
+        verifier: the verifier the app's middleware uses (it must be given the same
+            ``revocations``, so that revoked tokens are refused everywhere).
+        revocations: where revoked ``jti``s go.
+        refresh: the refresh tokens, to revoke a family too.
+        realm: the challenge realm of refusals.
+    """
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        revocations: RevocationList,
+        *,
+        refresh: RefreshTokens | None = None,
+        realm: str = "api",
+    ) -> None:
+        self.verifier = verifier
+        self.revocations = revocations
+        self.refresh = refresh
+        self.responder = Responder(realm)
+        self._extractor = BearerExtractor()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope.get("method") != "POST":
+            await _answer(send, 405, {"error": "invalid_request"}, [(b"allow", b"POST")])
+            return
+        try:
+            token = self._extractor.extract(scope)
+            if token is None:
+                raise NotAuthenticated("logout without a bearer token")
+            principal = await self.verifier.verify(token)
+        except (MalformedCredentials, InvalidToken, NotAuthenticated, ServiceUnavailable) as exc:
+            await self._refuse(exc, scope, receive, send)
+            return
+        jti, exp = principal.token_id, principal.claims.get("exp")
+        if jti is None or not isinstance(exp, int | float):
+            await _error(send, 400, "invalid_request")
+            return
+        body = await _read(receive, MAX_BODY)
+        kind = _content_type(scope)
+        params = _parse(kind, body) if body and kind is not None else {}
+        if params is None:
+            await _error(send, 400, "invalid_request")
+            return
+        try:
+            await self.revocations.revoke(jti, exp)
+            refresh = params.get("refresh_token")
+            if refresh and self.refresh is not None:
+                await self.refresh.revoke(refresh)
+        except ServiceUnavailable as exc:
+            logger.error("logout unavailable: %s", exc.reason)
+            await _error(send, 503, "temporarily_unavailable")
+            return
+        logger.info("logout of sub %s (token %s revoked)", principal.subject, jti)
+        await _answer(send, 200, {"revoked": True})
+
+    async def _refuse(self, error: AuthError, scope: Scope, receive: Receive, send: Send) -> None:
+        logger.info("logout refused: %s", error.reason)
+        await self.responder.denial(error).send_http(send)
