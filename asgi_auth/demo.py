@@ -53,6 +53,7 @@ from asgi_auth.store import (
 from asgi_auth.store.database import store_call
 from asgi_auth.store.refresh import RefreshTokens
 from asgi_auth.store.revocation import RevocationList
+from asgi_auth.store.throttle import LoginThrottle
 from asgi_auth.tokens import JWTVerifier, Key, TokenIssuer
 from asgi_auth.tokens.verifier import RevocationCheck
 from asgi_auth.types import ASGIApp, Receive, Scope, Send
@@ -287,7 +288,8 @@ def build_demo(config: DemoConfig) -> ASGIApp:
 
     authenticator = StoreAuthenticator(store)
     refresh = RefreshTokens(store, is_active=authenticator.is_active)
-    token_endpoint = TokenEndpoint(issuer, authenticator, refresh=refresh)
+    throttle = LoginThrottle(store)
+    token_endpoint = TokenEndpoint(issuer, authenticator, refresh=refresh, throttle=throttle)
     revocations = RevocationList(store)
     verifier = config.verifier(revocations)
     logout_endpoint = LogoutEndpoint(verifier, revocations, refresh=refresh, realm=config.realm)

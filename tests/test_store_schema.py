@@ -21,6 +21,7 @@ STORE_TABLES = {
     "asgi_auth_schema",
     "refresh_tokens",
     "revoked_tokens",
+    "login_failures",
 }
 N_USERS = 2000
 

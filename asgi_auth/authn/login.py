@@ -25,6 +25,7 @@ from asgi_auth.store.admin import AdminError, StoreAdmin
 from asgi_auth.store.database import Store
 from asgi_auth.store.loader import SQLRightsLoader
 from asgi_auth.store.refresh import RefreshTokens
+from asgi_auth.store.throttle import LoginThrottle
 from asgi_auth.tokens.issuer import TokenIssuer
 from asgi_auth.types import Receive, Scope, Send
 
@@ -40,6 +41,7 @@ _MESSAGES: Final = {
     "unsupported_grant_type": "This grant type is not supported.",
     "invalid_grant": "The credentials or the refresh token are not valid.",
     "temporarily_unavailable": "Login is temporarily unavailable; try again later.",
+    "too_many_attempts": "Too many failed logins; try again after the Retry-After delay.",
 }
 
 
@@ -124,12 +126,14 @@ class TokenEndpoint:
         authenticator: PasswordAuthenticator,
         *,
         refresh: RefreshTokens | None = None,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         if not isinstance(authenticator, PasswordAuthenticator):
             raise TypeError("authenticator must have an async authenticate(username, password)")
         self.issuer = issuer
         self.authenticator = authenticator
         self.refresh = refresh
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -165,11 +169,23 @@ class TokenEndpoint:
         if not username or password is None:
             await _error(send, 400, "invalid_request")
             return
+        address = where.get("client")
+        if self.throttle is not None:
+            wait = await self.throttle.retry_after(username, address)
+            if wait is not None:
+                logger.warning("login throttled for %r", username[:150], extra=where)
+                retry = [(b"retry-after", str(wait).encode())]
+                await _answer(send, 429, _body("too_many_attempts"), retry)
+                return
         user = await self.authenticator.authenticate(username, password)
         if user is None:
             logger.info("login failed for %r", username[:150], extra=where)
+            if self.throttle is not None:
+                await self.throttle.failed(username, address)
             await _error(send, 400, "invalid_grant")
             return
+        if self.throttle is not None:
+            await self.throttle.succeeded(username)
         logger.info("login succeeded for %r (sub %s)", username[:150], user.subject, extra=where)
         refresh = await self.refresh.issue(user.subject) if self.refresh is not None else None
         await self._tokens(send, user.subject, dict(user.claims), refresh)
@@ -254,8 +270,12 @@ def _parse(kind: bytes, body: bytes) -> dict[str, str] | None:
     return params
 
 
+def _body(error: str) -> dict[str, Any]:
+    return {"error": error, "error_description": _MESSAGES[error]}
+
+
 async def _error(send: Send, status: int, error: str) -> None:
-    await _answer(send, status, {"error": error, "error_description": _MESSAGES[error]})
+    await _answer(send, status, _body(error))
 
 
 async def _answer(

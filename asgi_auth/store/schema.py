@@ -23,6 +23,7 @@ TABLES: Final = (
     "user_claims",
     "refresh_tokens",
     "revoked_tokens",
+    "login_failures",
 )
 
 _IDENTITY: Final = {
@@ -92,4 +93,12 @@ def statements(dialect: str) -> list[str]:
             expires_at BIGINT NOT NULL
         )""",
         "CREATE INDEX IF NOT EXISTS revoked_tokens_expires_at ON revoked_tokens (expires_at)",
+        # Failed logins per username and per address (asgi_auth.store.throttle).
+        f"""CREATE TABLE IF NOT EXISTS login_failures (
+            id {identity},
+            key VARCHAR(300) NOT NULL,
+            at BIGINT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS login_failures_key_at ON login_failures (key, at)",
+        "CREATE INDEX IF NOT EXISTS login_failures_at ON login_failures (at)",
     ]

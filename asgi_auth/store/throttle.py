@@ -1,0 +1,115 @@
+"""Login throttling: failed logins counted per username and per client address in a
+sliding window, in the store so that every instance shares the count.
+
+Past a limit, the token endpoint answers 429 with ``Retry-After`` before checking
+any password. Unknown usernames are counted exactly like known ones, so the answers
+say nothing about which usernames exist. A success clears its username's count
+(not its address's: one address trying many accounts stays throttled).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Final
+
+from asgi_auth.store.database import Store
+
+__all__ = ["LoginThrottle"]
+
+_MAX_KEY: Final = 300
+
+
+def _keys(username: str, address: str | None) -> list[str]:
+    keys = [f"user:{username.casefold()}"[:_MAX_KEY]]
+    if address:
+        keys.append(f"addr:{address}"[:_MAX_KEY])
+    return keys
+
+
+class LoginThrottle:
+    """Counts failed logins and says when to stop trying.
+
+    Args:
+        store: a connected :class:`Store` (``init_schema`` creates the table).
+        per_user: failures allowed per username within the window.
+        per_address: failures allowed per client address within the window.
+        window: the sliding window, in seconds.
+        clock: seconds since the epoch; injectable for tests.
+
+    Raises:
+        ValueError: a limit or window below 1.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        per_user: int = 5,
+        per_address: int = 50,
+        window: int = 900,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if min(per_user, per_address, window) < 1:
+            raise ValueError("limits and window must be at least 1")
+        self.store = store
+        self.limits = {"user": per_user, "addr": per_address}
+        self.window = window
+        self._clock = clock
+
+    async def retry_after(self, username: str, address: str | None) -> int | None:
+        """Seconds to wait before trying again, or None when a try is allowed.
+
+        Raises:
+            StoreUnavailable: the store cannot answer.
+        """
+        now = int(self._clock())
+        wait = 0
+        for key in _keys(username, address):
+            row = await self.store.run(
+                self.store.database.fetch_one(
+                    "SELECT COUNT(*) AS n, MIN(at) AS first FROM login_failures "
+                    "WHERE key = :key AND at > :since",
+                    {"key": key, "since": now - self.window},
+                ),
+                what="read login failures",
+            )
+            if row is not None and row["n"] >= self.limits[key.split(":", 1)[0]]:
+                # The oldest failure in the window must age out before the next try.
+                wait = max(wait, int(row["first"]) + self.window - now + 1)
+        return wait or None
+
+    async def failed(self, username: str, address: str | None) -> None:
+        """Count a failed login (and forget failures older than the window).
+
+        Raises:
+            StoreUnavailable: the store cannot answer.
+        """
+        now = int(self._clock())
+        for key in _keys(username, address):
+            await self.store.run(
+                self.store.database.execute(
+                    "INSERT INTO login_failures (key, at) VALUES (:key, :at)",
+                    {"key": key, "at": now},
+                ),
+                what="count a login failure",
+            )
+        await self.store.run(
+            self.store.database.execute(
+                "DELETE FROM login_failures WHERE at <= :before", {"before": now - self.window}
+            ),
+            what="forget old login failures",
+        )
+
+    async def succeeded(self, username: str) -> None:
+        """Clear the username's failures after a successful login.
+
+        Raises:
+            StoreUnavailable: the store cannot answer.
+        """
+        await self.store.run(
+            self.store.database.execute(
+                "DELETE FROM login_failures WHERE key = :key", {"key": _keys(username, None)[0]}
+            ),
+            what="clear login failures",
+        )
