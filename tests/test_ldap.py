@@ -136,3 +136,28 @@ def test_the_configuration_must_choose_one_way_to_find_users() -> None:
         LDAPAuthenticator("ldap://127.0.0.1:389")
     with pytest.raises(ValueError, match="username"):
         LDAPAuthenticator("ldap://127.0.0.1:389", user_dn="uid=x,dc=example")
+
+
+async def test_the_directory_after_the_database(ldap_url: str, sqlite_url: str) -> None:
+    from asgi_auth.authn import PasswordHasher
+    from asgi_auth.authn.login import ChainAuthenticator, StoreAuthenticator
+    from asgi_auth.store import Store, StoreAdmin
+
+    hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+    async with Store(sqlite_url) as store:
+        await store.init_schema()
+        await StoreAdmin(store).create_user("carol", password_hash=await hasher.hash("db-pw"))
+        chain = ChainAuthenticator(StoreAuthenticator(store, hasher), direct(ldap_url))
+        from_db = await chain.authenticate("carol", "db-pw")
+        from_directory = await chain.authenticate("alice", "alice-password")
+        assert from_db is not None
+        assert from_db.subject == "1"
+        assert from_directory is not None
+        assert from_directory.subject == "alice"
+        assert await chain.authenticate("alice", "db-pw") is None
+        await store.disconnect()
+        with pytest.raises(ServiceUnavailable):  # the database is down: no fallthrough
+            await chain.authenticate("alice", "alice-password")
+        await store.connect()
+    with pytest.raises(TypeError):
+        ChainAuthenticator()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -230,3 +231,20 @@ async def test_fastapi_oauth2_password_bearer_works_against_the_endpoint(
         me_answer = await api.get("/me", headers={"Authorization": f"Bearer {token}"})
         assert me_answer.json() == {"sub": "1"}
         assert (await api.get("/me")).status_code == 401
+
+
+async def test_many_concurrent_logins_of_one_user_all_succeed(
+    client: tuple[httpx.AsyncClient, Store],
+) -> None:
+    http, store = client
+    legacy = bcrypt.hashpw(b"old secret", bcrypt.gensalt(rounds=4)).decode()
+    await StoreAdmin(store).create_user("dora", password_hash=legacy)
+    forms = [
+        {"grant_type": "password", "username": name, "password": password}
+        for name, password in [("alice", PASSWORD), ("dora", "old secret")] * 6
+    ]
+    answers = await asyncio.gather(*(http.post("/token", data=form) for form in forms))
+    assert [a.status_code for a in answers] == [200] * len(forms)
+    found = await StoreAdmin(store).credentials("dora")
+    assert found is not None
+    assert (found[1] or "").startswith("$argon2id$")

@@ -29,7 +29,13 @@ from asgi_auth.store.throttle import LoginThrottle
 from asgi_auth.tokens.issuer import TokenIssuer
 from asgi_auth.types import Receive, Scope, Send
 
-__all__ = ["AuthenticatedUser", "PasswordAuthenticator", "StoreAuthenticator", "TokenEndpoint"]
+__all__ = [
+    "AuthenticatedUser",
+    "ChainAuthenticator",
+    "PasswordAuthenticator",
+    "StoreAuthenticator",
+    "TokenEndpoint",
+]
 
 logger: Final = logging.getLogger("asgi_auth.login")
 #: Largest request body read, in bytes: credentials are small.
@@ -110,6 +116,34 @@ class StoreAuthenticator:
             await self.admin.set_password_hash(username, await self.hasher.hash(password))
         except (StoreUnavailable, AdminError, ValueError) as exc:  # the login stands
             logger.warning("could not upgrade the password hash of %r: %s", username, exc)
+
+
+class ChainAuthenticator:
+    """Several authenticators in order: the directory after the database, say.
+
+    The first that accepts the credentials wins; a refusal passes to the next. A
+    backend that cannot answer stops the chain with a 503 (never a login through a
+    later backend that would not have been asked had the first one answered).
+    """
+
+    def __init__(self, *authenticators: PasswordAuthenticator) -> None:
+        if not authenticators or not all(
+            isinstance(a, PasswordAuthenticator) for a in authenticators
+        ):
+            raise TypeError("expected one or more authenticators")
+        self.authenticators = authenticators
+
+    async def authenticate(self, username: str, password: str) -> AuthenticatedUser | None:
+        """The first acceptance, or None.
+
+        Raises:
+            ServiceUnavailable: a backend asked could not answer.
+        """
+        for authenticator in self.authenticators:
+            user = await authenticator.authenticate(username, password)
+            if user is not None:
+                return user
+        return None
 
 
 class TokenEndpoint:
