@@ -25,7 +25,6 @@ from asgi_auth.store.admin import AdminError, StoreAdmin
 from asgi_auth.store.database import Store
 from asgi_auth.store.loader import SQLRightsLoader
 from asgi_auth.store.refresh import RefreshTokens
-from asgi_auth.store.throttle import LoginThrottle
 from asgi_auth.tokens.issuer import TokenIssuer
 from asgi_auth.types import Receive, Scope, Send
 
@@ -34,6 +33,7 @@ __all__ = [
     "ChainAuthenticator",
     "PasswordAuthenticator",
     "StoreAuthenticator",
+    "Throttle",
     "TokenEndpoint",
 ]
 
@@ -49,6 +49,23 @@ _MESSAGES: Final = {
     "temporarily_unavailable": "Login is temporarily unavailable; try again later.",
     "too_many_attempts": "Too many failed logins; try again after the Retry-After delay.",
 }
+
+
+@runtime_checkable
+class Throttle(Protocol):
+    """Failed-login counting (:class:`~asgi_auth.store.LoginThrottle`, or the Redis one)."""
+
+    async def retry_after(self, username: str, address: str | None) -> int | None:
+        """Seconds to wait before trying again, or None."""
+        ...
+
+    async def failed(self, username: str, address: str | None) -> None:
+        """Count a failed login."""
+        ...
+
+    async def succeeded(self, username: str) -> None:
+        """Clear the username's failures."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +177,7 @@ class TokenEndpoint:
         authenticator: PasswordAuthenticator,
         *,
         refresh: RefreshTokens | None = None,
-        throttle: LoginThrottle | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         if not isinstance(authenticator, PasswordAuthenticator):
             raise TypeError("authenticator must have an async authenticate(username, password)")

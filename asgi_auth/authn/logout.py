@@ -9,7 +9,7 @@ Bearer``); answers: 200 ``{"revoked": true}``, 401 for a missing or bad token (R
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Final, Protocol
 
 from asgi_auth._http import Responder
 from asgi_auth.authn.login import MAX_BODY, _answer, _content_type, _error, _parse, _read
@@ -22,13 +22,20 @@ from asgi_auth.errors import (
     ServiceUnavailable,
 )
 from asgi_auth.store.refresh import RefreshTokens
-from asgi_auth.store.revocation import RevocationList
 from asgi_auth.tokens.verifier import TokenVerifier
 from asgi_auth.types import Receive, Scope, Send
 
 __all__ = ["LogoutEndpoint"]
 
 logger: Final = logging.getLogger("asgi_auth.login")
+
+
+class Revocations(Protocol):
+    """Where revoked ``jti``s go (:class:`~asgi_auth.store.RevocationList`, or Redis's)."""
+
+    async def revoke(self, jti: str, expires_at: float) -> None:
+        """Revoke the token with this ``jti`` until ``expires_at``."""
+        ...
 
 
 class LogoutEndpoint:
@@ -46,7 +53,7 @@ class LogoutEndpoint:
     def __init__(
         self,
         verifier: TokenVerifier,
-        revocations: RevocationList,
+        revocations: Revocations,
         *,
         refresh: RefreshTokens | None = None,
         realm: str = "api",
