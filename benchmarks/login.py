@@ -36,7 +36,7 @@ from benchmarks.verify import environment
 USERNAME: Final = "bench"
 PASSWORD: Final = "bench-password-of-a-usual-length"
 SECRET: Final = "benchmark-secret-of-at-least-32-bytes!"
-THREADS: Final = 4  # PasswordHasher's default max_concurrency
+THREADS: Final = os.cpu_count() or 1  # PasswordHasher's default max_concurrency
 LOGIN_CONNECTIONS: Final = 8
 ME_CONNECTIONS: Final = 2
 

@@ -66,7 +66,8 @@ class PasswordHasher:
         time_cost: iterations.
         memory_cost: memory in KiB.
         parallelism: lanes.
-        max_concurrency: hashing operations allowed to run at once (threads).
+        max_concurrency: hashing operations allowed to run at once (threads); by
+            default one per CPU core.
 
     Raises:
         ValueError: parameters below the OWASP recommendation, or a bad concurrency.
@@ -78,13 +79,16 @@ class PasswordHasher:
         time_cost: int = 3,
         memory_cost: int = 65_536,
         parallelism: int = 4,
-        max_concurrency: int = 4,
+        max_concurrency: int | None = None,
     ) -> None:
         if not any(memory_cost >= m and time_cost >= t for m, t in OWASP_MINIMUMS):
             raise ValueError(
                 "argon2id parameters below the OWASP recommendation "
                 "(e.g. memory_cost >= 19456 KiB with time_cost >= 2)"
             )
+        if max_concurrency is None:
+            # One hash per core: more only thrashes memory (64 MiB each) and caches.
+            max_concurrency = os.cpu_count() or 1
         if parallelism < 1 or max_concurrency < 1:
             raise ValueError("parallelism and max_concurrency must be at least 1")
         self._argon2 = argon2.PasswordHasher(
