@@ -147,3 +147,32 @@ async def test_logout_with_the_store_down_is_503(
         assert answer.status_code == 503
     finally:
         await store.connect()
+
+
+async def test_logout_with_the_access_token_alone_ends_its_login_session(store: Store) -> None:
+    from asgi_auth.authn import PasswordHasher
+    from asgi_auth.authn.login import StoreAuthenticator, TokenEndpoint
+    from asgi_auth.store import StoreAdmin
+
+    hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+    await StoreAdmin(store).create_user("eve", password_hash=await hasher.hash("pw"))
+    revocations = RevocationList(store)
+    verifier = JWTVerifier(KEY, revocations=revocations)
+    refresh = RefreshTokens(store)
+    routes = [
+        Route("/token", TokenEndpoint(ISSUER, StoreAuthenticator(store, hasher), refresh=refresh)),
+        Route("/logout", LogoutEndpoint(verifier, revocations, refresh=refresh)),
+    ]
+    transport = httpx.ASGITransport(app=Starlette(routes=routes))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        login = await client.post(
+            "/token", data={"grant_type": "password", "username": "eve", "password": "pw"}
+        )
+        tokens = login.json()
+        assert verifier.verify_sync(tokens["access_token"]).claims["sid"]
+        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+        assert (await client.post("/logout", headers=bearer)).status_code == 200
+        again = await client.post(
+            "/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        )
+        assert again.json()["error"] == "invalid_grant"

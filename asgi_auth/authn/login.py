@@ -238,8 +238,12 @@ class TokenEndpoint:
         if self.throttle is not None:
             await self.throttle.succeeded(username)
         logger.info("login succeeded for %r (sub %s)", username[:150], user.subject, extra=where)
-        refresh = await self.refresh.issue(user.subject) if self.refresh is not None else None
-        await self._tokens(send, user.subject, dict(user.claims), refresh)
+        claims = dict(user.claims)
+        refresh = None
+        if self.refresh is not None:
+            session = await self.refresh.start(user.subject)
+            refresh, claims["sid"] = session.token, session.family
+        await self._tokens(send, user.subject, claims, refresh)
 
     async def _refresh(self, send: Send, params: dict[str, str], where: dict[str, Any]) -> None:
         assert self.refresh is not None  # only routed here with refresh tokens on
@@ -248,13 +252,13 @@ class TokenEndpoint:
             await _error(send, 400, "invalid_request")
             return
         try:
-            subject, following = await self.refresh.rotate(presented)
+            rotation = await self.refresh.rotate(presented)
         except InvalidCredentials as exc:
             logger.info("refresh refused: %s", exc.reason, extra=where)
             await _error(send, 400, "invalid_grant")
             return
-        logger.info("refresh succeeded (sub %s)", subject, extra=where)
-        await self._tokens(send, subject, {}, following)
+        logger.info("refresh succeeded (sub %s)", rotation.subject, extra=where)
+        await self._tokens(send, rotation.subject, {"sid": rotation.family}, rotation.token)
 
     async def _tokens(
         self, send: Send, subject: str, claims: dict[str, Any], refresh: str | None

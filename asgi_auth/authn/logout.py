@@ -1,5 +1,6 @@
-"""``POST /logout``: revoke the presented access token (until it expires) and, when the
-body names one, its refresh token's whole family.
+"""``POST /logout``: revoke the presented access token (until it expires) and its login
+session's refresh tokens (the ``sid`` claim the token endpoint writes), and the family of
+a ``refresh_token`` the body names.
 
 The request authenticates with the access token it revokes (``Authorization:
 Bearer``); answers: 200 ``{"revoked": true}``, 401 for a missing or bad token (RFC 6750),
@@ -90,9 +91,13 @@ class LogoutEndpoint:
             return
         try:
             await self.revocations.revoke(jti, exp)
-            refresh = params.get("refresh_token")
-            if refresh and self.refresh is not None:
-                await self.refresh.revoke(refresh)
+            if self.refresh is not None:
+                session = principal.claims.get("sid")
+                if isinstance(session, str) and session:  # the login session it came from
+                    await self.refresh.revoke_family(session)
+                refresh = params.get("refresh_token")
+                if refresh:
+                    await self.refresh.revoke(refresh)
         except ServiceUnavailable as exc:
             logger.error("logout unavailable: %s", exc.reason)
             await _error(send, 503, "temporarily_unavailable")

@@ -14,7 +14,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from asgi_auth.errors import InvalidCredentials
 from asgi_auth.store.database import Store
@@ -24,6 +24,14 @@ __all__ = ["DEFAULT_FAMILY_LIFETIME", "RefreshTokens"]
 #: A login's refresh tokens stop working 30 days after the login, however used.
 DEFAULT_FAMILY_LIFETIME: Final = 30 * 86_400
 _MAX_TOKEN: Final = 200
+
+
+class Rotation(NamedTuple):
+    """A refresh token handed out: for whom, the token, and its family (session) id."""
+
+    subject: str
+    token: str
+    family: str
 
 
 def _digest(token: str) -> str:
@@ -66,27 +74,33 @@ class RefreshTokens:
             ValueError: an empty subject or one over 255 characters.
             StoreUnavailable: the store cannot answer.
         """
+        return (await self.start(subject)).token
+
+    async def start(self, subject: str) -> Rotation:
+        """A new family (a login session): its first refresh token and its id, which
+        access tokens carry as ``sid`` so that logging out ends the session.
+
+        Raises:
+            ValueError: an empty subject or one over 255 characters.
+            StoreUnavailable: the store cannot answer.
+        """
         if not isinstance(subject, str) or not 0 < len(subject) <= 255:
             raise ValueError("a refresh token's subject is 1 to 255 characters")
         token = secrets.token_urlsafe(32)
+        family = secrets.token_hex(16)
         expires = int(self._clock()) + self.family_lifetime
         await self._call(
             "issue refresh token",
             self.store.database.execute(
                 "INSERT INTO refresh_tokens (family, token_hash, subject, family_expires_at) "
                 "VALUES (:family, :hash, :subject, :expires)",
-                {
-                    "family": secrets.token_hex(16),
-                    "hash": _digest(token),
-                    "subject": subject,
-                    "expires": expires,
-                },
+                {"family": family, "hash": _digest(token), "subject": subject, "expires": expires},
             ),
         )
-        return token
+        return Rotation(subject, token, family)
 
-    async def rotate(self, token: str) -> tuple[str, str]:
-        """Use a refresh token: returns ``(subject, next refresh token)``.
+    async def rotate(self, token: str) -> Rotation:
+        """Use a refresh token: returns the subject, the next token and the family.
 
         Raises:
             InvalidCredentials: unknown, expired, revoked or reused (a reuse revokes
@@ -97,7 +111,7 @@ class RefreshTokens:
             raise InvalidCredentials("refresh token of impossible length")
         digest = _digest(token)
 
-        async def work() -> tuple[str, str] | str:
+        async def work() -> Rotation | str:
             async with self.store.transaction() as db:
                 row = await db.fetch_one(
                     "SELECT id, family, subject, family_expires_at, used, revoked "
@@ -135,16 +149,15 @@ class RefreshTokens:
                         "expires": row["family_expires_at"],
                     },
                 )
-                return str(row["subject"]), following
+                return Rotation(str(row["subject"]), following, str(row["family"]))
 
-        outcome = await self._call("rotate refresh token", work())
+        outcome: Rotation | str = await self._call("rotate refresh token", work())
         if isinstance(outcome, str):
             raise InvalidCredentials(outcome)
-        subject, following = outcome
-        if self.is_active is not None and not await self.is_active(subject):
-            await self.revoke(following)
+        if self.is_active is not None and not await self.is_active(outcome.subject):
+            await self.revoke_family(outcome.family)
             raise InvalidCredentials("the subject may no longer refresh")
-        return subject, following
+        return outcome
 
     async def revoke(self, token: str) -> bool:
         """Revoke the family of ``token`` (logout). Returns whether it was known.
@@ -163,6 +176,15 @@ class RefreshTokens:
         )
         if family is None:
             return False
+        await self.revoke_family(str(family))
+        return True
+
+    async def revoke_family(self, family: str) -> None:
+        """End a session: no refresh token of the family works any more.
+
+        Raises:
+            StoreUnavailable: the store cannot answer.
+        """
         await self._call(
             "revoke refresh family",
             self.store.database.execute(
@@ -170,4 +192,3 @@ class RefreshTokens:
                 {"yes": True, "family": family},
             ),
         )
-        return True
