@@ -176,3 +176,22 @@ async def test_logout_with_the_access_token_alone_ends_its_login_session(store: 
             "/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
         )
         assert again.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"[" * 50_000, "application/json"),
+        (b"refresh_token=" + b"x" * 100_000, "application/x-www-form-urlencoded"),
+        (b"\xff\xfe\x00", "application/x-www-form-urlencoded"),
+        (b'{"refresh_token": 5}', "application/json"),
+    ],
+)
+async def test_logout_answers_hostile_bodies_without_a_500(
+    app: tuple[httpx.AsyncClient, RefreshTokens], body: bytes, content_type: str
+) -> None:
+    client, _ = app
+    headers = {"Authorization": f"Bearer {ISSUER.issue(7)}", "content-type": content_type}
+    answer = await client.post("/logout", headers=headers, content=body)
+    assert answer.status_code in (200, 400)
+    assert "error" in answer.json() or answer.json() == {"revoked": True}

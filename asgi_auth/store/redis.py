@@ -34,7 +34,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from asgi_auth.errors import ServiceUnavailable
-from asgi_auth.store.revocation import DEFAULT_SYNC_INTERVAL
+from asgi_auth.store.revocation import DEFAULT_SYNC_INTERVAL, PeriodicSync
 from asgi_auth.store.throttle import _keys
 
 __all__ = ["RedisLoginThrottle", "RedisRevocationList"]
@@ -63,7 +63,7 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
 
 
-class RedisRevocationList:
+class RedisRevocationList(PeriodicSync):
     """Revoked token ids, in Redis and in memory.
 
     Args:
@@ -153,28 +153,6 @@ class RedisRevocationList:
         self._pending = {j: e for j, e in self._pending.items() if e > now and j not in fresh}
         fresh.update(self._pending)
         self._revoked = fresh
-
-    async def start(self) -> None:
-        """Sync now, then every ``sync_interval`` seconds in the background."""
-        await self.sync()
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="asgi_auth redis revocations")
-
-    async def stop(self) -> None:
-        """Stop the background sync."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.sync_interval)
-            try:
-                await self.sync()
-            except ServiceUnavailable as exc:  # keep serving what we know; retry later
-                logger.warning("revocations not synced: %s", exc.reason)
 
 
 class RedisLoginThrottle:

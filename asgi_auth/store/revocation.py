@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Final
 
 from asgi_auth.errors import StoreUnavailable
 from asgi_auth.store.database import Store
 
-__all__ = ["DEFAULT_SYNC_INTERVAL", "RevocationList"]
+__all__ = ["DEFAULT_SYNC_INTERVAL", "PeriodicSync", "RevocationList"]
 
 logger: Final = logging.getLogger("asgi_auth.store")
 #: Seconds between syncs of the in-memory deny-list with the store.
@@ -28,7 +29,47 @@ DEFAULT_SYNC_INTERVAL: Final = 5.0
 _MAX_JTI: Final = 255
 
 
-class RevocationList:
+class PeriodicSync(ABC):
+    """A deny-list mirrored in memory and re-read every ``sync_interval`` seconds.
+
+    Subclasses set ``sync_interval`` and ``_task = None`` and implement ``sync()``.
+    """
+
+    sync_interval: float
+    _task: asyncio.Task[None] | None
+
+    @abstractmethod
+    async def sync(self) -> None:
+        """Re-read the deny-list.
+
+        Raises:
+            StoreUnavailable: the backend cannot answer (the set in memory stays).
+        """
+
+    async def start(self) -> None:
+        """Sync now, then every ``sync_interval`` seconds in the background."""
+        await self.sync()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="asgi_auth revocations")
+
+    async def stop(self) -> None:
+        """Stop the background sync."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.sync_interval)
+            try:
+                await self.sync()
+            except StoreUnavailable as exc:  # keep serving what we know; retry later
+                logger.warning("revocations not synced: %s", exc.reason)
+
+
+class RevocationList(PeriodicSync):
     """Revoked token ids, in the store and in memory.
 
     Args:
@@ -100,25 +141,3 @@ class RevocationList:
             ),
             what="purge revocations",
         )
-
-    async def start(self) -> None:
-        """Sync now, then every ``sync_interval`` seconds in the background."""
-        await self.sync()
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="asgi_auth revocations")
-
-    async def stop(self) -> None:
-        """Stop the background sync."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.sync_interval)
-            try:
-                await self.sync()
-            except StoreUnavailable as exc:  # keep serving what we know; retry later
-                logger.warning("revocations not synced: %s", exc.reason)
