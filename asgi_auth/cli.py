@@ -2,7 +2,8 @@
 
 Configuration comes from flags, else from the environment: ``ASGI_AUTH_SECRET``
 (HS256), ``ASGI_AUTH_PRIVATE_KEY`` (a PEM file; the algorithm follows the key, or
-``ASGI_AUTH_ALGORITHM``), ``ASGI_AUTH_ISSUER``, ``ASGI_AUTH_AUDIENCE``. The library
+``ASGI_AUTH_ALGORITHM``), ``ASGI_AUTH_ISSUER``, ``ASGI_AUTH_AUDIENCE``, and for the
+demo ``ASGI_AUTH_DATABASE_URL`` and ``ASGI_AUTH_OIDC_ISSUER``. The library
 itself never reads the environment; only this module does.
 """
 
@@ -211,13 +212,23 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
     from asgi_auth.demo import DemoConfig, build_demo, prepare_store
 
     settings = _settings(args, env)
-    key, generated = load_key(settings["secret"], settings["private_key"], settings["algorithm"])
+    oidc_issuer = args.oidc_issuer or env.get("ASGI_AUTH_OIDC_ISSUER") or None
+    key: Key | None = None
+    generated = False
+    if oidc_issuer is None or settings["secret"] or settings["private_key"]:
+        key, generated = load_key(
+            settings["secret"], settings["private_key"], settings["algorithm"]
+        )
     from asgi_auth.store import Store
 
     url = database_url(args, env)
     try:
         config = DemoConfig(
-            key, issuer=settings["issuer"], audience=settings["audience"], database_url=url
+            key,
+            issuer=settings["issuer"],
+            audience=settings["audience"],
+            database_url=url,
+            oidc_issuer=oidc_issuer,
         )
         passwords: dict[str, str] = {}
         seeded = asyncio.run(_prepare(url, prepare_store, seed=args.seed, passwords=passwords))
@@ -225,8 +236,18 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         raise UsageError(getattr(exc, "reason", None) or str(exc)) from exc
     base = f"http://{args.host}:{args.port}"
     shown = Store(url).safe_url
-    lines = [f"asgi-auth demo on {base} ({config.issuer_obj.algorithm}), store {shown}"]
-    if generated:
+    family = "" if config.local is None else f" ({config.local.algorithm})"
+    lines = [f"asgi-auth demo on {base}{family}, store {shown}"]
+    if oidc_issuer is not None:
+        lines.append(
+            f"accepting tokens from {oidc_issuer} for the audience {config.audience} "
+            "(keys through OIDC discovery)"
+        )
+    if config.local is None:
+        print("\n".join(lines), file=out, flush=True)
+        uvicorn.run(build_demo(config), host=args.host, port=args.port, log_level=args.log_level)
+        return 0
+    if generated and key is not None:
         secret = key.verify_key.decode("ascii")
         lines.append(f"no secret or key configured; generated one: ASGI_AUTH_SECRET={secret}")
     for username, user_id in seeded.items():
@@ -291,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info")
     p.add_argument("--database-url", help="store URL (or ASGI_AUTH_DATABASE_URL)")
+    p.add_argument(
+        "--oidc-issuer",
+        help="also (or only) accept this OpenID Connect provider's tokens "
+        "(or ASGI_AUTH_OIDC_ISSUER); --audience is its API identifier",
+    )
     p.add_argument(
         "--seed", action="store_true", help="create roles, claims and the users alice and bob"
     )

@@ -17,15 +17,22 @@ Routes:
 
 Roles and claims come from the store (``ASGI_AUTH_DATABASE_URL``, an SQLite file by
 default) and from the token; ``--seed`` creates the seed's roles, claims and users.
+
+With ``ASGI_AUTH_OIDC_ISSUER`` (and ``ASGI_AUTH_AUDIENCE``) the demo verifies an
+external provider's tokens (Auth0, Keycloak, Entra…) through discovery and JWKS;
+its roles and permissions come from those tokens. When a local key (and
+``ASGI_AUTH_ISSUER``) is configured as well, both kinds of token are accepted,
+routed by ``iss``; without one, ``/token`` and ``/logout`` are not served.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -39,7 +46,7 @@ from asgi_auth.authn.login import StoreAuthenticator, TokenEndpoint
 from asgi_auth.authn.logout import LogoutEndpoint
 from asgi_auth.authn.passwords import PasswordHasher
 from asgi_auth.authz import Authorizer, Guard, authenticated, guard, has_claim, has_role
-from asgi_auth.errors import StoreUnavailable
+from asgi_auth.errors import ProviderUnavailable, StoreUnavailable
 from asgi_auth.middleware import AuthMiddleware
 from asgi_auth.principal import get_principal
 from asgi_auth.store import (
@@ -55,10 +62,13 @@ from asgi_auth.store.refresh import RefreshTokens
 from asgi_auth.store.revocation import RevocationList
 from asgi_auth.store.throttle import LoginThrottle
 from asgi_auth.tokens import JWTVerifier, Key, TokenIssuer
-from asgi_auth.tokens.verifier import RevocationCheck
+from asgi_auth.tokens.oidc import IssuerRouter, OIDCVerifier
+from asgi_auth.tokens.verifier import RevocationCheck, TokenVerifier
 from asgi_auth.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["DemoConfig", "build_demo", "prepare_store"]
+
+logger: Final = logging.getLogger("asgi_auth.demo")
 
 #: The seed's roles, claims and users: alice is an admin with every claim, bob a
 #: user who may only read.
@@ -106,33 +116,78 @@ class DemoConfig:
     """What the demo needs; the CLI builds it from flags and ``ASGI_AUTH_*`` variables.
 
     Attributes:
-        key: the signing key (an HMAC secret or a private key).
+        key: the local signing key (an HMAC secret or a private key); None when
+            only an external provider's tokens are accepted.
         issuer: the ``iss`` written and required, if any.
-        audience: the ``aud`` written and required, if any.
+        audience: the ``aud`` written and required, if any (for provider tokens
+            too: the API identifier registered at the provider).
         database_url: the store.
         realm: the challenge realm.
+        oidc_issuer: an external OpenID Connect provider whose tokens are accepted.
+        oidc_options: more :class:`~asgi_auth.OIDCVerifier` options (e.g. an
+            ``http_client``).
+
+    Raises:
+        ValueError: neither a key nor a provider, or a key without ``issuer`` next
+            to a provider (tokens could not be told apart).
     """
 
-    key: Key
+    key: Key | None
     issuer: str | None = None
     audience: str | None = None
     database_url: str = DEFAULT_DATABASE_URL
     realm: str = "asgi-auth demo"
-    issuer_obj: TokenIssuer = field(init=False, repr=False)
+    oidc_issuer: str | None = None
+    oidc_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    local: TokenIssuer | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        issuer = TokenIssuer(self.key, issuer=self.issuer, audience=self.audience)
-        object.__setattr__(self, "issuer_obj", issuer)
+        if self.key is None and self.oidc_issuer is None:
+            raise ValueError("the demo needs a local key or an OIDC issuer")
+        if self.key is not None and self.oidc_issuer is not None and self.issuer is None:
+            raise ValueError(
+                "with an OIDC issuer, a local key needs ASGI_AUTH_ISSUER too "
+                "(tokens are told apart by iss)"
+            )
+        local = None
+        if self.key is not None:
+            local = TokenIssuer(self.key, issuer=self.issuer, audience=self.audience)
+        object.__setattr__(self, "local", local)
 
-    def verifier(self, revocations: RevocationCheck | None = None) -> JWTVerifier:
-        """The verifier matching this configuration."""
-        return JWTVerifier(
-            self.key,
-            algorithms=[self.issuer_obj.algorithm],
-            issuer=self.issuer,
-            audience=self.audience,
-            revocations=revocations,
-        )
+    @property
+    def issuer_obj(self) -> TokenIssuer:
+        """The local token issuer.
+
+        Raises:
+            ValueError: no local key is configured.
+        """
+        if self.local is None:
+            raise ValueError("no local key: this demo only accepts provider tokens")
+        return self.local
+
+    def verifier(self, revocations: RevocationCheck | None = None) -> TokenVerifier:
+        """The verifier matching this configuration: local, the provider's, or both."""
+        verifiers: list[JWTVerifier | OIDCVerifier] = []
+        if self.local is not None:
+            verifiers.append(
+                JWTVerifier(
+                    self.local.key,
+                    algorithms=[self.local.algorithm],
+                    issuer=self.issuer,
+                    audience=self.audience,
+                    revocations=revocations,
+                )
+            )
+        if self.oidc_issuer is not None:
+            verifiers.append(
+                OIDCVerifier(
+                    self.oidc_issuer,
+                    audience=self.audience,
+                    revocations=revocations,
+                    **self.oidc_options,
+                )
+            )
+        return verifiers[0] if len(verifiers) == 1 else IssuerRouter(verifiers)
 
 
 async def prepare_store(
@@ -185,7 +240,13 @@ def build_demo(config: DemoConfig) -> ASGIApp:
     and a lifespan that connects the store (and, on PostgreSQL, its change feed)."""
     store = Store(config.database_url)
     rights = cached_rights(store)
-    issuer = config.issuer_obj
+    revocations = RevocationList(store)
+    verifier = config.verifier(revocations)
+    providers = [
+        v
+        for v in (verifier.routes.values() if isinstance(verifier, IssuerRouter) else [verifier])
+        if isinstance(v, OIDCVerifier)
+    ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -196,9 +257,16 @@ def build_demo(config: DemoConfig) -> ASGIApp:
             await revocations.start()
             if feed is not None:
                 await feed.start()
+            for provider in providers:
+                try:
+                    await provider.start()
+                except ProviderUnavailable as exc:  # requests will retry; the log says why
+                    logger.error("starting without keys: %s", exc.reason)
             yield
         finally:
             try:
+                for provider in providers:
+                    await provider.aclose()
                 await revocations.stop()
                 if feed is not None:
                     await feed.stop()
@@ -209,8 +277,9 @@ def build_demo(config: DemoConfig) -> ASGIApp:
         return JSONResponse(
             {
                 "service": "asgi-auth demo",
-                "algorithm": issuer.algorithm,
+                "algorithm": None if config.local is None else config.local.algorithm,
                 "issuer": config.issuer,
+                "oidc_issuer": config.oidc_issuer,
                 "audience": config.audience,
                 "routes": {
                     "POST /token": "grant_type=password&username=...&password=... (a form), "
@@ -224,7 +293,11 @@ def build_demo(config: DemoConfig) -> ASGIApp:
                     "POST /records": 'claim can_write; JSON {"body": "..."}',
                     "DELETE /records/{id}": "claim can_delete",
                 },
-                "get a token": "asgi-auth token --sub 1 (same secret or key as this server)",
+                "get a token": (
+                    "asgi-auth token --sub 1 (same secret or key as this server)"
+                    if config.local is not None
+                    else f"from {config.oidc_issuer}, for the audience {config.audience}"
+                ),
             }
         )
 
@@ -233,7 +306,7 @@ def build_demo(config: DemoConfig) -> ASGIApp:
         return JSONResponse(get_principal(request.scope).to_dict())
 
     async def jwks(request: Request) -> Response:
-        document: dict[str, Any] = issuer.jwks()
+        document: dict[str, Any] = config.issuer_obj.jwks()
         if not document["keys"]:
             return JSONResponse(
                 {"error": "not_found", "error_description": "HMAC secrets are never published."},
@@ -286,20 +359,25 @@ def build_demo(config: DemoConfig) -> ASGIApp:
             return JSONResponse({"error": "not_found"}, status_code=404)
         return Response(status_code=204)
 
-    authenticator = StoreAuthenticator(store)
-    refresh = RefreshTokens(store, is_active=authenticator.is_active)
-    throttle = LoginThrottle(store)
-    token_endpoint = TokenEndpoint(issuer, authenticator, refresh=refresh, throttle=throttle)
-    revocations = RevocationList(store)
-    verifier = config.verifier(revocations)
-    logout_endpoint = LogoutEndpoint(verifier, revocations, refresh=refresh, realm=config.realm)
+    local: list[Route] = []
+    if config.local is not None:
+        authenticator = StoreAuthenticator(store)
+        refresh = RefreshTokens(store, is_active=authenticator.is_active)
+        throttle = LoginThrottle(store)
+        token_endpoint = TokenEndpoint(
+            config.local, authenticator, refresh=refresh, throttle=throttle
+        )
+        logout_endpoint = LogoutEndpoint(verifier, revocations, refresh=refresh, realm=config.realm)
+        local = [
+            Route("/token", token_endpoint),
+            Route("/logout", logout_endpoint),
+            Route("/.well-known/jwks.json", jwks),
+        ]
     app = Starlette(
         routes=[
             Route("/", index),
-            Route("/token", token_endpoint),
-            Route("/logout", logout_endpoint),
+            *local,
             Route("/me", me),
-            Route("/.well-known/jwks.json", jwks),
             WebSocketRoute("/ws", Guard(_PrincipalSocket(), authenticated)),
             Route("/admin", admin),
             Route("/records", list_records, methods=["GET"]),
@@ -309,5 +387,10 @@ def build_demo(config: DemoConfig) -> ASGIApp:
         lifespan=lifespan,
         exception_handlers={StoreUnavailable: _unavailable},
     )
-    authorizer = Authorizer(rights, realm=config.realm)
+    if config.local is None:
+        # Only provider tokens: their subjects are not the store's user ids.
+        authorizer = Authorizer(realm=config.realm)
+    else:
+        store_issuer = config.issuer if providers else None
+        authorizer = Authorizer(rights, realm=config.realm, store_issuer=store_issuer)
     return AuthMiddleware(app, verifier=verifier, realm=config.realm, authorizer=authorizer)

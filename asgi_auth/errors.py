@@ -19,6 +19,7 @@ __all__ = [
     "MalformedCredentials",
     "NotAuthenticated",
     "PermissionDenied",
+    "ProviderUnavailable",
     "RevokedToken",
     "ServiceUnavailable",
     "StoreUnavailable",
@@ -88,3 +89,8 @@ class ServiceUnavailable(AuthError):
 
 class StoreUnavailable(ServiceUnavailable):
     """The roles/claims store could not be reached."""
+
+
+class ProviderUnavailable(ServiceUnavailable):
+    """An identity provider (discovery, JWKS or userinfo) could not be reached or
+    gave an unusable answer, and no key we already hold can decide."""

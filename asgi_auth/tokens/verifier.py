@@ -18,7 +18,7 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Final, NoReturn, Protocol, runtime_checkable
 
@@ -180,6 +180,9 @@ class JWTVerifier:
         leeway: clock skew tolerated on ``exp``, ``nbf`` and ``iat``, in seconds.
         require: claims that must be present (``exp`` by default; ``sub`` always is).
         typ: expected ``typ`` header, e.g. ``"at+jwt"`` for RFC 9068 access tokens.
+        expect: claims that must hold one of the given string values, e.g.
+            ``{"token_use": "access", "client_id": ["app1", "app2"]}``; a token
+            without the claim, or with another value or type, is refused.
         max_token_bytes: longer tokens are refused unparsed.
         cache_size: how many verified tokens to remember (0 disables the cache).
             A remembered token costs a dict lookup; it is never used past its ``exp``.
@@ -204,6 +207,7 @@ class JWTVerifier:
         leeway: float | timedelta = 0,
         require: Iterable[str] = ("exp",),
         typ: str | None = None,
+        expect: Mapping[str, str | Iterable[str]] | None = None,
         max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
         cache_size: int = DEFAULT_CACHE_SIZE,
         mapping: ClaimMapping = DEFAULT_MAPPING,
@@ -245,6 +249,9 @@ class JWTVerifier:
         self.leeway: Final[float] = leeway
         self.required: Final = tuple(dict.fromkeys([*require, "sub"]))
         self.typ: Final = None if typ is None else _normalise_typ(typ)
+        self.expected: Final = tuple(
+            (name, _names(values, f"expect[{name!r}]")) for name, values in (expect or {}).items()
+        )
         self.max_token_bytes: Final = max_token_bytes
         self.cache_size: Final = cache_size
         self.mapping: Final = mapping
@@ -404,6 +411,10 @@ class JWTVerifier:
                 raise InvalidToken(f"issuer {_short(iss)} is not accepted")
         if "aud" in claims or self.audiences:
             self._check_audience(claims.get("aud"))
+        for name, accepted in self.expected:
+            value = claims.get(name)
+            if type(value) is not str or value not in accepted:
+                raise InvalidToken(f"claim {name!r} is {_short(value)}, not an accepted value")
         return None if exp is None else exp + leeway
 
     def _check_audience(self, aud: Any) -> None:
