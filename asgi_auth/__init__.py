@@ -2,7 +2,8 @@
 
 Authentication says who is calling: :class:`AuthMiddleware` turns the bearer token
 of each request into a :class:`Principal` on the scope. Tokens are verified by a
-:class:`JWTVerifier` and issued by a :class:`TokenIssuer`.
+:class:`JWTVerifier` (local keys) or an :class:`OIDCVerifier` (an identity
+provider's published keys) and issued by a :class:`TokenIssuer`.
 """
 
 from asgi_auth.errors import (
@@ -29,7 +30,15 @@ from asgi_auth.principal import (
     Principal,
     get_principal,
 )
-from asgi_auth.tokens import JWTVerifier, Key, KeySet, TokenIssuer, TokenVerifier
+from asgi_auth.tokens import (
+    IssuerRouter,
+    JWTVerifier,
+    Key,
+    KeySet,
+    OIDCVerifier,
+    TokenIssuer,
+    TokenVerifier,
+)
 
 __version__ = "0.1.0"
 
@@ -44,11 +53,13 @@ __all__ = [
     "ExpiredToken",
     "InvalidCredentials",
     "InvalidToken",
+    "IssuerRouter",
     "JWTVerifier",
     "Key",
     "KeySet",
     "MalformedCredentials",
     "NotAuthenticated",
+    "OIDCVerifier",
     "PermissionDenied",
     "Principal",
     "ProviderUnavailable",

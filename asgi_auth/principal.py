@@ -67,8 +67,10 @@ class ClaimMapping:
     """Where a token carries scopes, roles and permissions.
 
     Each entry is a claim name, or a dotted path into nested objects (Keycloak's
-    ``realm_access.roles``). A claim may hold a space-separated string (RFC 8693
-    ``scope``) or a list of strings; any other type makes the token invalid.
+    ``realm_access.roles``); a name with ``://`` (Auth0's namespaced claims, e.g.
+    ``https://example.com/roles``) is always one claim name. A claim may hold a
+    space-separated string (RFC 8693 ``scope``) or a list of strings; any other type
+    makes the token invalid.
 
     Attributes:
         scopes: claims read as OAuth scopes (``scope`` and Entra's ``scp``).
@@ -114,7 +116,8 @@ DEFAULT_MAPPING: Final = ClaimMapping()
 
 def _lookup(claims: Mapping[str, Any], path: str) -> Any:
     value: Any = claims.get(path)
-    if value is not None or "." not in path:
+    # A URL is one claim name (Auth0's namespaced claims), never a path to walk.
+    if value is not None or "." not in path or "://" in path:
         return value
     value = claims
     for part in path.split("."):

@@ -677,3 +677,31 @@ def test_pyjwt_token_of_another_algorithm_family_is_refused(rsa_key: Key) -> Non
     token = jwt.encode(claims(exp=time.time() + 60), es.sign_key, "ES256", {"kid": "rsa"})
     with pytest.raises(InvalidToken, match="algorithm"):
         JWTVerifier(rsa_key).verify_sync(token)
+
+
+@pytest.mark.parametrize("cnf", [{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}, {}])
+def test_sender_constrained_tokens_are_refused_not_downgraded_to_bearer(
+    cnf: dict[str, str],
+) -> None:
+    # RFC 9449 §7.1 / RFC 8705 §3: a DPoP- or mTLS-bound token is valid only with a
+    # proof of possession, which a bearer check never sees.
+    key = Key.from_secret(SECRET)
+    verifier = JWTVerifier(key)
+    bound = TokenIssuer(key).issue("alice", claims={"cnf": cnf})
+    with pytest.raises(InvalidToken, match="sender-constrained"):
+        verifier.verify_sync(bound)
+    assert verifier.verify_sync(TokenIssuer(key).issue("alice")).subject == "alice"
+
+
+def test_url_claim_names_are_one_claim_never_a_path() -> None:
+    mapping = ClaimMapping(roles=("https://example.com/roles",))
+    named = Principal.from_claims({"sub": "a", "https://example.com/roles": ["admin"]}, mapping)
+    assert named.roles == {"admin"}
+    # Absent, the name is not walked as https://example -> com/roles.
+    walked = Principal.from_claims(
+        {"sub": "a", "https://example": {"com/roles": ["root"]}}, mapping
+    )
+    assert walked.roles == frozenset()
+    keycloak = ClaimMapping(roles=("realm_access.roles",))
+    nested = Principal.from_claims({"sub": "a", "realm_access": {"roles": ["x"]}}, keycloak)
+    assert nested.roles == {"x"}

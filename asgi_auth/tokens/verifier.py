@@ -391,6 +391,11 @@ class JWTVerifier:
         return ALGORITHMS[alg], keys
 
     def _check_claims(self, claims: dict[str, Any]) -> float | None:
+        if "cnf" in claims:
+            # A sender-constrained token (DPoP, RFC 9449; mTLS, RFC 8705) is only valid
+            # with a proof of possession, which a bearer check cannot see: refuse it
+            # rather than downgrade it to a bearer token.
+            raise InvalidToken("token is sender-constrained ('cnf'); no proof is checked")
         for name in self.required:
             if name not in claims:
                 raise InvalidToken(f"required claim {name!r} is missing")
