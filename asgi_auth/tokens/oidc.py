@@ -241,7 +241,7 @@ class OIDCVerifier:
         self._http = http_client
         self._own_http: httpx.AsyncClient | None = None
         self._own_http_loop: asyncio.AbstractEventLoop | None = None
-        self._verifier: JWTVerifier | None = None
+        self._verifier: _ProviderKeys | None = None
         self._fingerprint: frozenset[tuple[str | None, str, frozenset[str]]] = frozenset()
         self.userinfo_endpoint: str | None = None
         self.metadata: Mapping[str, Any] | None = None
@@ -280,8 +280,8 @@ class OIDCVerifier:
         """
         verifier = self._verifier
         if verifier is not None:
-            if self._monotonic() >= self._check_at:
-                self._refresh_soon()
+            # Freshness is checked on cache misses only (see _ProviderKeys): a cache hit
+            # is a dict lookup, and a clock read would add a quarter to its cost.
             try:
                 return verifier.verify_sync(token)
             except UnknownKey as exc:
@@ -465,8 +465,8 @@ class OIDCVerifier:
         keys = self._usable_keys(jwks)
         fingerprint = frozenset((k.kid, k.thumbprint(), k.algorithms) for k in keys)
         if self._verifier is None or fingerprint != self._fingerprint:
-            verifier = JWTVerifier(
-                keys, algorithms=self.algorithms & keys.algorithms, **self._options
+            verifier = _ProviderKeys(
+                self, keys, algorithms=self.algorithms & keys.algorithms, **self._options
             )
             if self._verifier is not None:
                 logger.info("keys of %s changed: now %s", self.issuer, [k.kid for k in keys])
@@ -654,6 +654,23 @@ class OIDCVerifier:
             raise ProviderUnavailable("userinfo answered for another subject")
         frozen: Mapping[str, Any] = freeze(info)
         return frozen
+
+
+class _ProviderKeys(JWTVerifier):
+    """The verifier of one key set of a provider: on each cache miss (a token about to
+    be parsed and checked), it lets its :class:`OIDCVerifier` start a background
+    refresh when the keys are stale. Cache hits skip that clock read; a token stays
+    cached only until its ``exp`` anyway, and any new token notices staleness."""
+
+    def __init__(self, owner: OIDCVerifier, keys: KeySet, **options: Any) -> None:
+        super().__init__(keys, **options)
+        object.__setattr__(self, "_owner", owner)  # JWTVerifier is sealed after __init__
+
+    def _verify(self, token: str) -> tuple[Principal, float | None]:
+        owner: OIDCVerifier = self._owner  # type: ignore[attr-defined]
+        if owner._monotonic() >= owner._check_at:
+            owner._refresh_soon()
+        return super()._verify(token)
 
 
 class IssuerRouter:
