@@ -66,7 +66,7 @@ async def test_jwks_publishes_public_keys_that_verify_the_demo_tokens(
     client: httpx.AsyncClient, config: DemoConfig
 ) -> None:
     answer = await client.get("/.well-known/jwks.json")
-    if config.key.is_symmetric:
+    if config.issuer_obj.key.is_symmetric:
         assert answer.status_code == 404
         assert "k" not in answer.text
         return
