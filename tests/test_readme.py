@@ -219,3 +219,31 @@ async def test_login_sample_serves_the_password_grant(
     assert answer.status_code == 200
     principal = JWTVerifier(Key.from_secret(SECRET)).verify_sync(answer.json()["access_token"])
     assert principal.subject == "1"
+
+
+def test_identity_provider_sample_builds_a_router_for_local_and_auth0_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "signing-key.pem").write_bytes(Key.generate("ES256").private_pem())
+    monkeypatch.chdir(tmp_path)
+    sample = _run(_block("Tokens from an identity provider (OIDC)"))
+    auth0_tokens = sample["auth0_tokens"]
+    assert isinstance(auth0_tokens, asgi_auth.OIDCVerifier)
+    assert auth0_tokens.issuer == "https://your-tenant.eu.auth0.com/"
+    assert auth0_tokens.discovery_url == (
+        "https://your-tenant.eu.auth0.com/.well-known/openid-configuration"
+    )
+    router = sample["both"].verifier
+    assert isinstance(router, asgi_auth.IssuerRouter)
+    assert set(router.routes) == {"https://auth.example.com", "https://your-tenant.eu.auth0.com/"}
+    assert auth0_tokens.fetches == 0  # building a verifier fetches nothing
+
+
+async def test_testing_your_app_sample_runs_its_own_tests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from asgi_auth.testing import IdentityProvider, PrincipalOverride, TokenMinter
+
+    sample = _run(_block("Testing your app"))
+    await sample["test_admin_needs_the_role"](IdentityProvider())
+    await sample["test_admin_without_tokens"](TokenMinter(), PrincipalOverride(monkeypatch))
