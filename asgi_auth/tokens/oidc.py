@@ -26,6 +26,7 @@ import inspect
 import json
 import logging
 import re
+import ssl
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -192,6 +193,8 @@ class OIDCVerifier:
                 f"algorithms must be asymmetric ones of {sorted(ASYMMETRIC_ALGORITHMS)}: "
                 "a provider's keys are public, so an HMAC token could be forged with them"
             )
+        if isinstance(require, str):
+            raise TypeError("require must be a list of claim names, not a string")
         if isinstance(extra_issuers, str):
             raise TypeError("extra_issuers must be a list of issuers, not a string")
         for number, value in (
@@ -241,6 +244,7 @@ class OIDCVerifier:
         self._http = http_client
         self._own_http: httpx.AsyncClient | None = None
         self._own_http_loop: asyncio.AbstractEventLoop | None = None
+        self._ssl_context: ssl.SSLContext | None = None
         self._verifier: _ProviderKeys | None = None
         self._fingerprint: frozenset[tuple[str | None, str, frozenset[str]]] = frozenset()
         self.userinfo_endpoint: str | None = None
@@ -285,24 +289,27 @@ class OIDCVerifier:
             try:
                 return verifier.verify_sync(token)
             except UnknownKey as exc:
-                return await self._verify_unknown_kid(token, exc)
+                return await self._verify_unknown_kid(token, exc, self._deadline())
         # No keys yet: refuse what is not even a token before fetching anything.
         if type(token) is not str or len(token) > self.max_token_bytes:
             raise InvalidToken("token is too long or not a string")
         if _TOKEN_SHAPE.fullmatch(token) is None:
             raise InvalidToken("not three base64url segments")
-        await self._await_fetch(self._start_fetch())
+        deadline = self._deadline()
+        task = self._start_fetch()
+        if task is not None:
+            await self._await_fetch(task, deadline)
         verifier = self._verifier
         if verifier is None:
             raise ProviderUnavailable(
-                f"no keys from {self.issuer}: {self._last_error or 'fetch still running'}"
+                f"no keys from {self.issuer}: {self._last_error or 'not fetched in time'}"
             )
         try:
             return verifier.verify_sync(token)
         except UnknownKey as exc:
-            return await self._verify_unknown_kid(token, exc)
+            return await self._verify_unknown_kid(token, exc, deadline)
 
-    async def _verify_unknown_kid(self, token: str, exc: UnknownKey) -> Principal:
+    async def _verify_unknown_kid(self, token: str, exc: UnknownKey, deadline: float) -> Principal:
         task = self._current_task()
         if task is None:
             if self._monotonic() < self._not_before:
@@ -312,7 +319,9 @@ class OIDCVerifier:
                     ) from exc
                 raise exc  # asked within the cooldown: the kid is not the provider's
             task = self._start_fetch()
-        await self._await_fetch(task)
+            if task is None:  # no keys and in the retry interval
+                raise ProviderUnavailable(f"{exc.reason}: {self._last_error}") from exc
+        await self._await_fetch(task, deadline)
         if not task.done():
             raise ProviderUnavailable(f"{exc.reason}; keys not fetched in time") from exc
         verifier = self._verifier
@@ -322,9 +331,15 @@ class OIDCVerifier:
             ) from exc
         return verifier.verify_sync(token)  # UnknownKey again: not among the fresh keys
 
-    async def _await_fetch(self, task: asyncio.Task[None]) -> None:
+    def _deadline(self) -> float:
+        # Waiting is bounded in the event loop's own time, whatever clock `monotonic` is.
+        return asyncio.get_running_loop().time() + self.max_wait
+
+    async def _await_fetch(self, task: asyncio.Task[None], deadline: float) -> None:
         # asyncio.wait neither raises nor cancels the shared fetch when we stop waiting.
-        await asyncio.wait((task,), timeout=self.max_wait)
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining > 0:
+            await asyncio.wait((task,), timeout=remaining)
 
     # -- fetching ---------------------------------------------------------------------
 
@@ -336,23 +351,23 @@ class OIDCVerifier:
             return None  # started in a loop that has gone (e.g. another test client)
         return task
 
-    def _start_fetch(self) -> asyncio.Task[None]:
+    def _start_fetch(self) -> asyncio.Task[None] | None:
+        """The fetch in flight, else a new one; None when cold and a fetch failed within
+        ``retry_interval`` (a provider that is down is not hammered)."""
         task = self._current_task()
-        if task is None:
-            now = self._monotonic()
-            if self._verifier is None and now < self._not_before:
-                # Cold and recently failed: do not hammer a provider that is down.
-                task = asyncio.get_running_loop().create_task(self._noop())
-            else:
-                self._not_before = now + self.refresh_cooldown
-                self._update_check_at()
-                task = asyncio.get_running_loop().create_task(self._fetch())
-            self._task = task
-        return task
+        if task is not None:
+            return task
+        now = self._monotonic()
+        if self._verifier is None and self._last_error is not None and now < self._not_before:
+            return None
+        return self._new_fetch(now)
 
-    @staticmethod
-    async def _noop() -> None:
-        return None
+    def _new_fetch(self, now: float) -> asyncio.Task[None]:
+        self._not_before = now + self.refresh_cooldown
+        self._update_check_at()
+        task = asyncio.get_running_loop().create_task(self._fetch())
+        self._task = task
+        return task
 
     def _refresh_soon(self) -> None:
         """Start a background refresh when the keys are stale and none is running."""
@@ -381,11 +396,7 @@ class OIDCVerifier:
         Raises:
             ProviderUnavailable: the fetch failed; the keys held (if any) are kept.
         """
-        task = self._current_task()
-        if task is None:
-            self._not_before = self._monotonic() + self.refresh_cooldown
-            task = asyncio.get_running_loop().create_task(self._fetch())
-            self._task = task
+        task = self._current_task() or self._new_fetch(self._monotonic())
         await asyncio.shield(task)
         if self._last_error is not None:
             raise ProviderUnavailable(f"cannot fetch keys from {self.issuer}: {self._last_error}")
@@ -408,16 +419,24 @@ class OIDCVerifier:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _client(self) -> httpx.AsyncClient:
+    async def _client(self) -> httpx.AsyncClient:
         if self._http is not None:
             return self._http
         loop = asyncio.get_running_loop()
         if self._own_http is None or self._own_http_loop is not loop:
             from asgi_auth import __version__
 
-            # A client per event loop: connections cannot move between loops.
+            if self._ssl_context is None:
+                # Loading the CA bundle takes a few hundred ms: not on the event loop.
+                # (httpx's own, so SSL_CERT_FILE and SSL_CERT_DIR are honoured.)
+                self._ssl_context = await asyncio.to_thread(httpx.create_ssl_context)
+            # A client per event loop (connections cannot move between loops), keeping
+            # no idle connection: fetches are rare, and a client left behind by a loop
+            # that ended then holds no socket.
             self._own_http = httpx.AsyncClient(
+                verify=self._ssl_context,
                 timeout=httpx.Timeout(self.timeout),
+                limits=httpx.Limits(max_keepalive_connections=0),
                 follow_redirects=False,
                 headers={"User-Agent": f"asgi-auth/{__version__}", "Accept": "application/json"},
             )
@@ -431,6 +450,12 @@ class OIDCVerifier:
         try:
             async with asyncio.timeout(self.timeout):
                 ttl = await self._fetch_keys()
+        except asyncio.CancelledError:
+            # Cut short (aclose, or the event loop ended): nothing failed, so the next
+            # request may fetch at once.
+            self._not_before = 0.0
+            self._update_check_at()
+            raise
         except (_FetchError, TimeoutError) as exc:
             reason = str(exc) or f"no answer within {self.timeout:g} s"
         except Exception as exc:  # an outage must never escape into a request
@@ -465,9 +490,9 @@ class OIDCVerifier:
         keys = self._usable_keys(jwks)
         fingerprint = frozenset((k.kid, k.thumbprint(), k.algorithms) for k in keys)
         if self._verifier is None or fingerprint != self._fingerprint:
-            verifier = _ProviderKeys(
-                self, keys, algorithms=self.algorithms & keys.algorithms, **self._options
-            )
+            # The whole allow-list, not just the algorithms of the keys held: a token
+            # for a new key type is then an unknown kid, which triggers a refresh.
+            verifier = _ProviderKeys(self, keys, algorithms=self.algorithms, **self._options)
             if self._verifier is not None:
                 logger.info("keys of %s changed: now %s", self.issuer, [k.kid for k in keys])
             self._verifier, self._fingerprint = verifier, fingerprint
@@ -523,6 +548,10 @@ class OIDCVerifier:
                 skipped.append(f"{label} (admits none of the allowed algorithms)")
                 continue
             keys.append(key)
+        # The same key listed twice is one key; two different keys under one kid are
+        # ambiguous, and neither is used.
+        distinct = {(k.kid, k.thumbprint(), k.algorithms): k for k in keys}
+        keys = list(distinct.values())
         counts = Counter(k.kid for k in keys)
         duplicated = {kid for kid, n in counts.items() if n > 1}
         if duplicated:
@@ -539,7 +568,8 @@ class OIDCVerifier:
 
     async def _get_json(self, url: str, what: str) -> tuple[dict[str, Any], float]:
         try:
-            async with self._client().stream("GET", url) as response:
+            client = await self._client()
+            async with client.stream("GET", url, follow_redirects=False) as response:
                 if response.status_code != 200:
                     raise _FetchError(f"{what} answered HTTP {response.status_code}")
                 body = bytearray()
@@ -627,8 +657,12 @@ class OIDCVerifier:
             raise ProviderUnavailable(f"{self.issuer} publishes no userinfo endpoint")
         try:
             async with asyncio.timeout(self.timeout):
-                async with self._client().stream(
-                    "GET", self.userinfo_endpoint, headers={"Authorization": f"Bearer {token}"}
+                client = await self._client()
+                async with client.stream(
+                    "GET",
+                    self.userinfo_endpoint,
+                    headers={"Authorization": f"Bearer {token}"},
+                    follow_redirects=False,
                 ) as response:
                     if response.status_code in (401, 403):
                         raise InvalidToken(f"userinfo refused the token ({response.status_code})")

@@ -385,6 +385,8 @@ class JWTVerifier:
                 raise InvalidToken(f"'typ' {_short(typ)} is not {self.typ!r}")
         keys = self.keys.candidates(kid, alg)
         if not keys:
+            if kid is not None and kid in self.keys:
+                raise InvalidToken(f"key {_short(kid)} is not for {alg}")
             if kid is not None:
                 raise UnknownKey(f"no key with kid {_short(kid)} for {alg}")
             raise InvalidToken(f"no key for {alg}")
