@@ -292,6 +292,15 @@ def build_demo(config: DemoConfig) -> ASGIApp:
                     "GET /records": "claim can_read",
                     "POST /records": 'claim can_write; JSON {"body": "..."}',
                     "DELETE /records/{id}": "claim can_delete",
+                }
+                if config.local is not None
+                else {
+                    "GET /me": "your principal; send Authorization: Bearer <token>",
+                    "WS /ws": "sends your principal, then closes",
+                    "GET /admin": "role admin (from the token)",
+                    "GET /records": "permission can_read (from the token)",
+                    "POST /records": 'permission can_write; JSON {"body": "..."}',
+                    "DELETE /records/{id}": "permission can_delete",
                 },
                 "get a token": (
                     "asgi-auth token --sub 1 (same secret or key as this server)"

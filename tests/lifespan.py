@@ -35,8 +35,10 @@ async def lifespan(app: ASGIApp, *, limit: float = 30) -> AsyncIterator[None]:
             started = await outbox.get()
         if started["type"] != "lifespan.startup.complete":
             raise RuntimeError(f"startup failed: {started.get('message')}")
-        yield
-        await inbox.put({"type": "lifespan.shutdown"})
+        try:
+            yield
+        finally:  # shut down even when the block failed, so the failure is what shows
+            await inbox.put({"type": "lifespan.shutdown"})
         async with asyncio.timeout(limit):
             stopped = await outbox.get()
         if stopped["type"] != "lifespan.shutdown.complete":

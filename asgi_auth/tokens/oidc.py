@@ -131,8 +131,9 @@ class OIDCVerifier:
         min_ttl, max_ttl: bounds on how long fetched keys count as fresh, applied
             to the provider's ``Cache-Control: max-age``.
         default_ttl: freshness when the provider sends no ``max-age``.
-        refresh_cooldown: least time between two fetches caused by unknown ``kid``
-            values.
+        refresh_cooldown: least time from one fetch to a fetch caused by an unknown
+            ``kid`` (a token of a key published within this time after our last fetch
+            is refused as unknown until it has passed).
         retry_interval: least time between two fetches after a failed one.
         max_document_bytes: larger discovery documents, JWKS or userinfo answers are
             refused.
