@@ -35,6 +35,8 @@ AUTHENTICATED_SCOPE: Final = "authenticated"
 
 
 _CONTAINERS: Final = frozenset({dict, list})
+_BLANK: Final = frozenset({""})
+_AUTHENTICATED_ONLY: Final = (AUTHENTICATED_SCOPE,)
 
 
 def freeze(value: Any) -> Any:
@@ -51,6 +53,15 @@ def freeze(value: Any) -> Any:
     if kind is list:
         return tuple(freeze(v) if type(v) in _CONTAINERS else v for v in value)
     return value
+
+
+def freeze_decoded(claims: dict[str, Any]) -> MappingProxyType[str, Any]:
+    """:func:`freeze` for a dict just decoded and owned by the caller alone: nested
+    values are frozen in place and the dict itself is wrapped, not copied."""
+    for name, value in claims.items():
+        if type(value) in _CONTAINERS:
+            claims[name] = freeze(value)  # replacing values never resizes: safe mid-loop
+    return MappingProxyType(claims)
 
 
 def thaw(value: Any) -> Any:
@@ -96,30 +107,43 @@ class ClaimMapping:
             InvalidToken: a claim at one of the paths has a type other than a string
                 or a list of strings.
         """
-        found: set[str] = set()
-        for path in paths:
-            value = _lookup(claims, path)
+        found: frozenset[str] = _EMPTY
+        for path in paths:  # on every verified token: kept to plain lookups and builtins
+            value = claims.get(path)
             if value is None:
-                continue
-            if isinstance(value, str):
+                if "." not in path or "://" in path:
+                    continue
+                value = _walk(claims, path)
+                if value is None:
+                    continue
+            kind = type(value)
+            if kind is str:
                 # RFC 6749 §3.3: scope tokens are separated by SP (not any whitespace).
-                found.update(part for part in value.split(" ") if part)
+                names = frozenset(value.split(" "))
+                if "" in names:
+                    names = names - _BLANK
+            elif isinstance(value, str):  # a str subclass, from a caller's own mapping
+                names = frozenset(part for part in value.split(" ") if part)
             elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-                found.update(value)
+                names = frozenset(value)
             else:
                 raise InvalidToken(f"claim {path!r} is neither a string nor a list of strings")
-        return frozenset(found) if found else _EMPTY
+            found = found | names if found else names
+        return found
 
 
 DEFAULT_MAPPING: Final = ClaimMapping()
 
 
-def _lookup(claims: Mapping[str, Any], path: str) -> Any:
-    value: Any = claims.get(path)
-    # A URL is one claim name (Auth0's namespaced claims), never a path to walk.
-    if value is not None or "." not in path or "://" in path:
-        return value
-    value = claims
+def _auth_scopes(scopes: frozenset[str], permissions: frozenset[str]) -> tuple[str, ...]:
+    # Computed once per principal: every request with a cached principal reuses it.
+    if not scopes and not permissions:
+        return _AUTHENTICATED_ONLY
+    return (*sorted(scopes | permissions), AUTHENTICATED_SCOPE)
+
+
+def _walk(claims: Mapping[str, Any], path: str) -> Any:
+    value: Any = claims
     for part in path.split("."):
         if not isinstance(value, Mapping):
             return None
@@ -158,9 +182,7 @@ class Principal(BaseUser):
             raise TypeError("Principal.subject must be a non-empty string")
         if not isinstance(self.claims, MappingProxyType):
             object.__setattr__(self, "claims", freeze(dict(self.claims)))
-        # Computed once: every request with this (cached) principal reuses it.
-        scopes = (*sorted(self.scopes | self.permissions), AUTHENTICATED_SCOPE)
-        object.__setattr__(self, "auth_scopes", scopes)
+        object.__setattr__(self, "auth_scopes", _auth_scopes(self.scopes, self.permissions))
 
     @classmethod
     def from_claims(
@@ -176,14 +198,22 @@ class Principal(BaseUser):
         if not isinstance(subject, str) or not subject:
             raise InvalidToken("claim 'sub' is missing or not a non-empty string")
         issuer = claims.get("iss")
-        return cls(
-            subject=subject,
-            issuer=issuer if isinstance(issuer, str) else None,
-            claims=claims,
-            scopes=mapping.read(claims, mapping.scopes),
-            roles=mapping.read(claims, mapping.roles),
-            permissions=mapping.read(claims, mapping.permissions),
-        )
+        if type(claims) is not MappingProxyType:
+            claims = freeze(dict(claims))
+        scopes = mapping.read(claims, mapping.scopes)
+        permissions = mapping.read(claims, mapping.permissions)
+        # Built field by field, as the dataclass __init__ would, minus its re-checks:
+        # this runs for every token verified.
+        principal = object.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(principal, "subject", subject)
+        setattr_(principal, "issuer", issuer if isinstance(issuer, str) else None)
+        setattr_(principal, "claims", claims)
+        setattr_(principal, "scopes", scopes)
+        setattr_(principal, "roles", mapping.read(claims, mapping.roles))
+        setattr_(principal, "permissions", permissions)
+        setattr_(principal, "auth_scopes", _auth_scopes(scopes, permissions))
+        return principal
 
     @property
     def is_authenticated(self) -> bool:

@@ -18,6 +18,7 @@ import argparse
 import base64
 import contextlib
 import gc
+import hmac
 import json
 import os
 import platform
@@ -37,6 +38,7 @@ import jwt
 import jwt.types
 
 from asgi_auth.tokens import JWTVerifier, Key, TokenIssuer
+from asgi_auth.tokens.keys import ALGORITHMS as KEY_ALGORITHMS
 
 ISSUER = "https://auth.example.com"
 AUDIENCE = "bench-api"
@@ -82,6 +84,46 @@ def pyjwt(key: Key, alg: str) -> Verify:
         audience=AUDIENCE,
         options=options,
     )
+
+
+FLOOR = "floor (minimal pure Python)"
+
+
+def floor(key: Key, alg: str) -> Verify:
+    """The least a correct verifier must do, written for speed and nothing else: split,
+    decode, check the signature with the prepared key, parse the payload, check exp, iss,
+    aud and sub. No strictness about encodings, no header checks beyond the split, no
+    principal: a yardstick for how much our hot path adds, not a verifier to use."""
+    signer = KEY_ALGORITHMS[alg]
+    verify_signature = signer.verify
+    secret = key.verify_key
+
+    def b64(segment: str) -> bytes:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+    if alg.startswith("HS"):
+        digest = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}[alg]
+
+        def check_signature(signed: bytes, signature: bytes) -> bool:
+            return hmac.compare_digest(hmac.digest(secret, signed, digest), signature)
+
+    else:
+
+        def check_signature(signed: bytes, signature: bytes) -> bool:
+            return bool(verify_signature(signed, secret, signature))
+
+    def verify(token: str) -> object:
+        signed, _, signature = token.rpartition(".")
+        if not check_signature(signed.encode("ascii"), b64(signature)):
+            raise ValueError("bad signature")
+        claims = json.loads(b64(signed.partition(".")[2]))
+        if claims["exp"] <= time.time() or claims["iss"] != ISSUER:
+            raise ValueError("expired or another issuer")
+        if claims["aud"] != AUDIENCE or not isinstance(claims["sub"], str):
+            raise ValueError("another audience or no subject")
+        return claims
+
+    return verify
 
 
 #: Claim checks in the form joserfc's JWTClaimsRegistry and authlib's claims_options share.
@@ -169,6 +211,7 @@ CONTENDERS: Mapping[str, Factory] = {
     "asgi_auth (uncached)": asgi_auth_uncached,
     "asgi_auth (cached)": asgi_auth_cached,
     BASELINE: pyjwt,
+    FLOOR: floor,
     "joserfc": joserfc,
     "authlib.jose": authlib_jose,
     "python-jose": python_jose,

@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any, Final, NoReturn, Protocol, runtime_checkable
 
 from asgi_auth.errors import ExpiredToken, InvalidToken, RevokedToken, UnknownKey
-from asgi_auth.principal import DEFAULT_MAPPING, ClaimMapping, Principal, freeze
+from asgi_auth.principal import DEFAULT_MAPPING, ClaimMapping, Principal, freeze_decoded
 from asgi_auth.tokens.keys import (
     ALGORITHMS,
     HMAC_ALGORITHMS,
@@ -72,6 +72,8 @@ def _finite_float(text: str) -> float:
 # RFC 8259 has no NaN or Infinity (and 1e999 overflows to it): an `exp` of NaN would
 # compare false and never expire, and a claim of inf cannot be written back as JSON.
 _JSON: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_ABSENT: Final = object()
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = _JSON.scan_once  # type: ignore[attr-defined]
 
 
 def _short(value: object) -> str:
@@ -91,7 +93,15 @@ def _b64decode(segment: str) -> bytes:
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = _JSON.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        try:
+            # The scanner JSONDecoder.decode wraps, without its two whitespace matches:
+            # an object spanning the whole text is the common case.
+            value, end = _SCAN(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):  # surrounding whitespace, or not JSON: the exact path
+            value = _JSON.decode(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise InvalidToken(f"{what} is not JSON: {type(exc).__name__}") from exc
     if type(value) is not dict:
@@ -365,8 +375,9 @@ class JWTVerifier:
             self._headers[header] = selected
         claims = _json_object(_b64decode(token[first + 1 : last]), "payload")
         expires = self._check_claims(claims)
-        # Cached principals are shared by every request with this token: freeze them deep.
-        return Principal.from_claims(freeze(claims), self.mapping), expires
+        # Cached principals are shared by every request with this token: freeze them deep
+        # (in place: the decoded dict is ours alone).
+        return Principal.from_claims(freeze_decoded(claims), self.mapping), expires
 
     def _parse_header(self, segment: str) -> tuple[Any, tuple[Key, ...]]:
         header = _json_object(_b64decode(segment), "header")
@@ -403,21 +414,33 @@ class JWTVerifier:
                 raise InvalidToken(f"required claim {name!r} is missing")
         now = self._clock()
         leeway = self.leeway
-        exp = _number(claims, "exp")
+        # Each NumericDate: an int in range is the usual case; anything else (absent,
+        # null, float, bool, out of range) takes _number's careful path.
+        exp = claims.get("exp")
+        if type(exp) is not int or not -_MAX_INT < exp < _MAX_INT:
+            exp = _number(claims, "exp")
         if exp is not None and now >= exp + leeway:
             raise ExpiredToken("token has expired")
-        nbf = _number(claims, "nbf")
-        if nbf is not None and now + leeway < nbf:
-            raise InvalidToken("token is not valid yet (nbf)")
-        iat = _number(claims, "iat")
-        if iat is not None and now + leeway < iat:
-            raise InvalidToken("token was issued in the future (iat)")
+        nbf = claims.get("nbf", _ABSENT)
+        if nbf is not _ABSENT:
+            if type(nbf) is not int or not -_MAX_INT < nbf < _MAX_INT:
+                nbf = _number(claims, "nbf")
+            if now + leeway < nbf:
+                raise InvalidToken("token is not valid yet (nbf)")
+        iat = claims.get("iat", _ABSENT)
+        if iat is not _ABSENT:
+            if type(iat) is not int or not -_MAX_INT < iat < _MAX_INT:
+                iat = _number(claims, "iat")
+            if now + leeway < iat:
+                raise InvalidToken("token was issued in the future (iat)")
         if self.issuers:
             iss = claims.get("iss")
             if type(iss) is not str or iss not in self.issuers:
                 raise InvalidToken(f"issuer {_short(iss)} is not accepted")
-        if "aud" in claims or self.audiences:
-            self._check_audience(claims.get("aud"))
+        aud = claims.get("aud", _ABSENT)
+        usual = type(aud) is str and aud in self.audiences
+        if not usual and (aud is not _ABSENT or self.audiences):
+            self._check_audience(None if aud is _ABSENT else aud)
         for name, accepted in self.expected:
             value = claims.get(name)
             if type(value) is not str or value not in accepted:

@@ -1,0 +1,162 @@
+"""Where the verifier's hot path takes shortcuts, it answers exactly as the careful path.
+
+The hot path reads the payload with the JSON scanner directly (not through
+``JSONDecoder.decode``), checks NumericDates that are plain ints inline (anything else
+goes through the careful check), compares a string ``aud`` inline, and freezes the
+decoded claims in place. Each property below compares the two paths on generated input.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asgi_auth.errors import InvalidToken
+from asgi_auth.principal import freeze, freeze_decoded, thaw
+from asgi_auth.tokens import JWTVerifier, Key, TokenIssuer
+from asgi_auth.tokens import verifier as verifier_module
+
+SECRET = b"fast-path-secret-of-at-least-32-bytes!!"
+NOW = 1_800_000_000
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def careful(data: bytes) -> Any:
+    """What JSONDecoder.decode makes of the payload bytes, or the exception type."""
+    try:
+        value = verifier_module._JSON.decode(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        return type(exc).__name__
+    return value if type(value) is dict else "not an object"
+
+
+def fast(data: bytes) -> Any:
+    try:
+        return verifier_module._json_object(data, "payload")
+    except InvalidToken as exc:
+        return "not an object" if "not a JSON object" in exc.reason else "error"
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=json_values,
+    before=st.sampled_from(["", " ", "\n", "\t "]),
+    after=st.sampled_from(["", " ", "\r\n", "x", "}", ",1", "  ]"]),
+)
+def test_the_payload_scanner_agrees_with_the_decoder(value: Any, before: str, after: str) -> None:
+    data = (before + json.dumps(value) + after).encode()
+    expected, got = careful(data), fast(data)
+    if isinstance(expected, str) and expected != "not an object":
+        assert got == "error"
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a":1}', ' {"a":1} ', '{"a":1}x', '{"a":NaN}', '{"a":1e999}', '{"a":1}{"b":2}', "[1]", ""],
+)
+def test_payload_scanner_examples(text: str) -> None:
+    expected = careful(text.encode())
+    got = fast(text.encode())
+    assert got == expected or (isinstance(expected, str) and got == "error")
+
+
+numeric = st.one_of(
+    st.integers(min_value=-(2**60), max_value=2**60),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+    st.just(2**53),
+    st.just(-(2**53)),
+    st.just(2**53 - 1),
+)
+present = st.fixed_dictionaries(
+    {}, optional={"exp": numeric, "nbf": numeric, "iat": numeric, "aud": json_values}
+)
+
+
+def _reference(claims: dict[str, Any], audiences: frozenset[str]) -> str:
+    """The registered-claim rules written plainly, without any shortcut."""
+
+    def number(name: str) -> float | None:
+        if name not in claims:
+            return None
+        value = claims[name]
+        if type(value) is int and -(2**53) < value < 2**53:
+            return value
+        if type(value) is float and value == value and abs(value) != float("inf"):
+            return value
+        raise InvalidToken("not a NumericDate")
+
+    try:
+        exp, nbf, iat = number("exp"), number("nbf"), number("iat")
+    except InvalidToken:
+        return "refused"
+    if exp is None or exp <= NOW or (nbf is not None and nbf > NOW):
+        return "refused"
+    if iat is not None and iat > NOW:
+        return "refused"
+    if "aud" in claims or audiences:
+        aud = claims.get("aud")
+        named = [aud] if type(aud) is str else aud
+        if not (type(named) is list and named and all(type(a) is str for a in named) and audiences):
+            return "refused"
+        if audiences.isdisjoint(named):
+            return "refused"
+    return "accepted"
+
+
+@settings(max_examples=500)
+@given(claims=present, with_audience=st.booleans())
+def test_claim_checks_agree_with_the_plain_rules(
+    claims: dict[str, Any], with_audience: bool
+) -> None:
+    audiences = frozenset({"api"}) if with_audience else frozenset()
+    verifier = JWTVerifier(
+        Key.from_secret(SECRET), audience=audiences or None, clock=lambda: NOW, require=()
+    )
+    try:
+        verifier._check_claims({"sub": "x", **claims})
+        got = "accepted"
+    except InvalidToken:
+        got = "refused"
+    # Without exp (not required here) the rules are those of a token that expires later.
+    expected = _reference(claims if "exp" in claims else {**claims, "exp": NOW + 60}, audiences)
+    assert got == expected
+
+
+@settings(max_examples=200)
+@given(value=st.dictionaries(st.text(), json_values, max_size=6))
+def test_freezing_in_place_equals_freezing_a_copy(value: dict[str, Any]) -> None:
+    copy = json.loads(json.dumps(value))
+    frozen = freeze_decoded(copy)
+    assert thaw(frozen) == thaw(freeze(value))
+    with pytest.raises(TypeError):
+        frozen["new"] = 1  # type: ignore[index]
+    for nested in frozen.values():
+        assert type(nested) not in (dict, list)
+
+
+def test_a_verified_token_gives_the_same_principal_with_or_without_the_cache() -> None:
+    key = Key.from_secret(SECRET)
+    token = TokenIssuer(key).issue("alice", claims={"scope": "a b", "nested": {"x": [1, 2]}})
+    cached, uncached = JWTVerifier(key), JWTVerifier(key, cache_size=0)
+    first, again = cached.verify_sync(token), cached.verify_sync(token)
+    plain = uncached.verify_sync(token)
+    assert first is again
+    assert first == plain
+    assert thaw(first.claims) == thaw(plain.claims)
+    assert first.claims["nested"]["x"] == (1, 2)
+    assert time.time() < first.claims["exp"]
