@@ -22,7 +22,7 @@ OPTIONAL = {
     "python-jose": "jose",
     "jwcrypto": "jwcrypto",
 }
-EXPECTED = {"asgi_auth (uncached)", "asgi_auth (cached)", bench.BASELINE} | {
+EXPECTED = {"asgi_auth (uncached)", "asgi_auth (cached)", bench.BASELINE, bench.FLOOR} | {
     name for name, module in OPTIONAL.items() if find_spec(module) is not None
 }
 ROW = re.compile(r"^\| (\S+) \| ([^|]+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+)x \|$")
