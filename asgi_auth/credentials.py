@@ -19,6 +19,7 @@ __all__ = ["BearerExtractor"]
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN: Final = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
+_B64TOKEN_CHARS: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 _COOKIE_VALUE: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _OWS: Final = b" \t"
 _ORIGIN: Final = re.compile(rb"[a-z][a-z0-9+.-]*://[^/?#\s]+")
@@ -150,6 +151,13 @@ class BearerExtractor:
 
 
 def _parse_authorization(value: bytes) -> str | None:
+    # The usual spelling first: "Bearer " and a token of b64token characters without
+    # "=" (which a JWT never has). Anything else takes the full parse below, so the
+    # answers (400, 401, another scheme) are the same either way.
+    if value.startswith(b"Bearer "):
+        token = value[7:]
+        if token and not token.translate(None, _B64TOKEN_CHARS):
+            return token.decode("ascii")
     value = value.strip(_OWS)
     match = _SCHEME.match(value)
     if match is None or match.group().lower() != b"bearer":

@@ -106,8 +106,12 @@ class AuthMiddleware:
             await denial.send(scope, receive, send)
             return
         # The ASGI spec asks middleware to copy the scope, never mutate the caller's.
-        scope = {**scope, "user": principal, "auth": AuthContext(principal)}
-        scope[AUTHORIZER_KEY] = self.authorizer
+        scope = {
+            **scope,
+            "user": principal,
+            "auth": AuthContext(principal),
+            AUTHORIZER_KEY: self.authorizer,
+        }
         if kind == "websocket" and self.extractor.query_param is not None:
             # The app need not see (nor log) a token that travelled in the URL.
             scope["query_string"] = self.extractor.without_token(scope.get("query_string", b""))

@@ -308,7 +308,9 @@ class AuthContext(AuthCredentials):
     __slots__ = ("principal",)
 
     def __init__(self, principal: Principal | AnonymousPrincipal) -> None:
-        super().__init__(principal.auth_scopes)
+        # The principal's own tuple, not a list copy: one per request, and Starlette
+        # only tests membership (``@requires``).
+        self.scopes = principal.auth_scopes  # type: ignore[assignment]
         self.principal = principal
 
 
