@@ -53,7 +53,7 @@ BEARER: Final = HTTPBearer(
 _DENIAL_EXTENSION: Final = "websocket.http.response"
 
 
-class Authorize:
+class Authorize(SecurityBase):
     """A FastAPI dependency that admits a request only when ``policy`` holds.
 
     ``Depends(Authorize(policy))`` or ``Security(Authorize(policy))`` resolves to the
@@ -92,8 +92,6 @@ class Authorize:
         ValueError: ``scheme`` was built with ``auto_error=True``.
     """
 
-    __slots__ = ("__signature__", "authorizer", "policy", "scheme")
-
     scheme: SecurityBase
 
     def __init__(
@@ -114,26 +112,34 @@ class Authorize:
         self.policy = policy
         self.authorizer = authorizer
         self.scheme = scheme
-        # FastAPI reads a dependency's parameters from its signature; this instance's
-        # own one sub-depends on *its* scheme with *its* policy's scopes, so that
-        # OpenAPI shows them. inspect.signature() honours __signature__ on any callable.
-        self.__signature__ = inspect.Signature(
-            [
-                inspect.Parameter(
-                    "connection", inspect.Parameter.KEYWORD_ONLY, annotation=HTTPConnection
-                ),
-                inspect.Parameter(
-                    "security_scopes", inspect.Parameter.KEYWORD_ONLY, annotation=SecurityScopes
-                ),
+        # FastAPI lists a dependency that is a SecurityBase as a security scheme in
+        # OpenAPI: this one stands for `scheme` there (its model and name), so a policy
+        # that requires no scope costs no sub-dependency on each request.
+        self.model = scheme.model
+        self.scheme_name = scheme.scheme_name
+        # FastAPI reads a dependency's parameters from its signature (inspect.signature()
+        # honours __signature__ on any callable).
+        parameters = [
+            inspect.Parameter(
+                "connection", inspect.Parameter.KEYWORD_ONLY, annotation=HTTPConnection
+            ),
+            inspect.Parameter(
+                "security_scopes", inspect.Parameter.KEYWORD_ONLY, annotation=SecurityScopes
+            ),
+        ]
+        required = _required_scopes(policy)
+        if required:
+            # The policy's scopes must show in OpenAPI: a sub-dependency on the scheme
+            # with those scopes says so (FastAPI merges both entries under one name).
+            parameters.append(
                 inspect.Parameter(
                     "credentials",
                     inspect.Parameter.KEYWORD_ONLY,
-                    annotation=Annotated[
-                        Any, Security(scheme, scopes=list(_required_scopes(policy)))
-                    ],
-                ),
-            ],
-            return_annotation=Principal | AnonymousPrincipal,
+                    annotation=Annotated[Any, Security(scheme, scopes=list(required))],
+                )
+            )
+        self.__signature__ = inspect.Signature(
+            parameters, return_annotation=Principal | AnonymousPrincipal
         )
 
     async def __call__(
