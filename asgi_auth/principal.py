@@ -308,9 +308,9 @@ class AuthContext(AuthCredentials):
     __slots__ = ("principal",)
 
     def __init__(self, principal: Principal | AnonymousPrincipal) -> None:
-        # The principal's own tuple, not a list copy: one per request, and Starlette
-        # only tests membership (``@requires``).
-        self.scopes = principal.auth_scopes  # type: ignore[assignment]
+        # AuthCredentials.__init__ without its call: a list of its own per request
+        # (Starlette's type), copied from the principal's precomputed tuple.
+        self.scopes = list(principal.auth_scopes)
         self.principal = principal
 
 
