@@ -169,3 +169,21 @@ class Responder:
             if found is not None:
                 return found
         raise TypeError(f"no HTTP answer is defined for {type(error).__name__}")
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """A request's body, or None when it exceeds ``limit`` bytes (reading stops there)
+    or the client disconnects first."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
+from asgi_auth._http import read_body
 from asgi_auth.authn.passwords import PasswordHasher
 from asgi_auth.errors import InvalidCredentials, ServiceUnavailable, StoreUnavailable
 from asgi_auth.store.admin import AdminError, StoreAdmin
@@ -193,7 +194,7 @@ class TokenEndpoint:
             await _answer(send, 405, {"error": "invalid_request"}, [(b"allow", b"POST")])
             return
         kind = _content_type(scope)
-        body = await _read(receive, MAX_BODY)
+        body = await read_body(receive, MAX_BODY)
         params = None if body is None or kind is None else _parse(kind, body)
         if params is None:
             await _error(send, 400, "invalid_request")
@@ -279,23 +280,6 @@ def _content_type(scope: Scope) -> bytes | None:
             media = value.split(b";", 1)[0].strip().lower()
             return media if media in (_FORM, _JSON) else None
     return None
-
-
-async def _read(receive: Receive, limit: int) -> bytes | None:
-    """The body, or None when it exceeds ``limit`` (reading stops there)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _parse(kind: bytes, body: bytes) -> dict[str, str] | None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Final, Protocol
 
-from asgi_auth._http import Responder
-from asgi_auth.authn.login import MAX_BODY, _answer, _content_type, _error, _parse, _read
+from asgi_auth._http import Responder, read_body
+from asgi_auth.authn.login import MAX_BODY, _answer, _content_type, _error, _parse
 from asgi_auth.credentials import BearerExtractor
 from asgi_auth.errors import (
     AuthError,
@@ -83,7 +83,7 @@ class LogoutEndpoint:
         if jti is None or not isinstance(exp, int | float):
             await _error(send, 400, "invalid_request")
             return
-        body = await _read(receive, MAX_BODY)
+        body = await read_body(receive, MAX_BODY)
         kind = _content_type(scope)
         params = _parse(kind, body) if body and kind is not None else {}
         if params is None:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
+from asgi_auth._http import read_body
 from asgi_auth.errors import InvalidToken
 from asgi_auth.tokens.keys import ALGORITHMS, ASYMMETRIC_ALGORITHMS, Key
 from asgi_auth.tokens.verifier import read_unverified
@@ -773,7 +774,7 @@ class IdentityProvider:
         if _content_type(scope) != _FORM:
             await _oauth_error(send, 400, "invalid_request")
             return
-        body = await _read(receive, MAX_BODY)
+        body = await read_body(receive, MAX_BODY)
         params = None if body is None else _form(body)
         if params is None:
             await _oauth_error(send, 400, "invalid_request")
@@ -897,23 +898,6 @@ def _content_type(scope: Scope) -> bytes | None:
         if name.lower() == b"content-type":
             return bytes(value.split(b";", 1)[0].strip().lower())
     return None
-
-
-async def _read(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None when it exceeds ``limit`` (reading stops there)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _form(body: bytes) -> dict[str, str] | None:
