@@ -18,7 +18,7 @@ from asgi_auth.authz.guards import AUTHORIZER_KEY, Authorizer
 from asgi_auth.credentials import BearerExtractor
 from asgi_auth.errors import AuthError, InvalidToken, MalformedCredentials, ServiceUnavailable
 from asgi_auth.principal import ANONYMOUS, AnonymousPrincipal, AuthContext, Principal
-from asgi_auth.tokens.verifier import TokenVerifier
+from asgi_auth.tokens.verifier import JWTVerifier, TokenVerifier
 from asgi_auth.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["AuthMiddleware"]
@@ -78,6 +78,17 @@ class AuthMiddleware:
             cookie=cookie, query_param=query_param, trusted_origins=trusted_origins
         )
 
+    @property
+    def verifier(self) -> TokenVerifier:
+        """The verifier tokens go to."""
+        return self._verifier
+
+    @verifier.setter
+    def verifier(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+        # A local JWTVerifier's verify() is verify_sync() in a coroutine: call it directly.
+        self._verify_sync = verifier.verify_sync if type(verifier) is JWTVerifier else None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
@@ -88,7 +99,11 @@ class AuthMiddleware:
         try:
             token = self.extractor.extract(scope)
             if token is not None:
-                principal = await self.verifier.verify(token)
+                verify_sync = self._verify_sync
+                if verify_sync is not None:  # skips a coroutine per request
+                    principal = verify_sync(token)
+                else:
+                    principal = await self._verifier.verify(token)
         except MalformedCredentials as exc:
             logger.info("malformed credentials: %s", exc.reason, extra=_where(scope))
             denial = self.responder.denial(exc)

@@ -694,3 +694,27 @@ def test_anonymous_principal_is_not_authenticated() -> None:
     assert ANONYMOUS.to_dict()["subject"] is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         ANONYMOUS.scopes = frozenset({"admin"})  # type: ignore[misc]
+
+
+async def test_a_verifier_set_after_construction_is_the_one_used(
+    key: Key, issuer: TokenIssuer
+) -> None:
+    # A local JWTVerifier is called without a coroutine; replacing the verifier must
+    # replace that shortcut too.
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(get_principal(scope).identity)
+        await JSONResponse({})(scope, receive, send)
+
+    middleware = AuthMiddleware(app, verifier=JWTVerifier(key))
+    other = Key.generate("HS256")
+    transport = httpx.ASGITransport(app=middleware)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        ours = {"Authorization": f"Bearer {issuer.issue('alice')}"}
+        theirs = {"Authorization": f"Bearer {TokenIssuer(other).issue('bob')}"}
+        assert (await client.get("/", headers=ours)).status_code == 200
+        middleware.verifier = JWTVerifier(other)
+        assert (await client.get("/", headers=ours)).status_code == 401
+        assert (await client.get("/", headers=theirs)).status_code == 200
+    assert seen == ["alice", "bob"]

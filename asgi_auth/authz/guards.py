@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from asgi_auth._http import Responder
-from asgi_auth.authz.policies import Facts, Policy
+from asgi_auth.authz.policies import Facts, IsAuthenticated, Policy
 from asgi_auth.authz.rights import Rights, RightsLoader
 from asgi_auth.errors import AuthError, NotAuthenticated, PermissionDenied, ServiceUnavailable
 from asgi_auth.principal import AnonymousPrincipal, Principal, get_principal
@@ -126,6 +126,10 @@ class Authorizer:
             StoreUnavailable: the store could not answer (fail closed).
         """
         principal = get_principal(scope)
+        # The token alone decides `authenticated` (unless status is checked): no facts.
+        token_decides = type(policy) is IsAuthenticated and not self.require_active
+        if token_decides and principal.is_authenticated:
+            return principal
         method = "WEBSOCKET" if scope["type"] == "websocket" else scope.get("method", "GET")
         if self.use_token:
             roles, claims = principal.roles, principal.permissions
