@@ -48,6 +48,7 @@ from asgi_auth.tokens.verifier import (
     TokenVerifier,
     _b64decode,
     _json_object,
+    _reject_constant,
     _short,
 )
 
@@ -60,10 +61,6 @@ _MAX_AGE: Final = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d{1,10})\"?", re.IG
 _NO_CACHE: Final = re.compile(r"(?:^|[,\s])(?:no-store|no-cache)(?:$|[,\s=])", re.IGNORECASE)
 _DISCOVERY_PATH: Final = "/.well-known/openid-configuration"
 _USERINFO_CACHE_SIZE: Final = 1_000
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def _check_url(url: object, *, allow_http: bool, what: str) -> str:
@@ -567,18 +564,30 @@ class OIDCVerifier:
             raise _FetchError("JWKS has no usable signing key")
         return KeySet(keys)
 
-    async def _get_json(self, url: str, what: str) -> tuple[dict[str, Any], float]:
+    async def _get_object(
+        self, url: str, what: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, Any] | None, str | None]:
+        """One GET: the status, and for a 200 the JSON object (at most
+        ``max_document_bytes``) and the ``Cache-Control`` header.
+
+        Raises:
+            _FetchError: unreachable, too large, not JSON, or not a JSON object.
+        """
         try:
             client = await self._client()
-            async with client.stream("GET", url, follow_redirects=False) as response:
+            async with client.stream(
+                "GET", url, headers=headers, follow_redirects=False
+            ) as response:
                 if response.status_code != 200:
-                    raise _FetchError(f"{what} answered HTTP {response.status_code}")
+                    return response.status_code, None, None
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body += chunk
                     if len(body) > self.max_document_bytes:
-                        raise _FetchError(f"{what} is larger than {self.max_document_bytes} bytes")
-                ttl = self._ttl(response.headers.get("cache-control"))
+                        raise _FetchError(
+                            f"{what} is too large: larger than {self.max_document_bytes} bytes"
+                        )
+                cache_control = response.headers.get("cache-control")
         except httpx.HTTPError as exc:
             raise _FetchError(f"{what} unreachable: {type(exc).__name__}: {exc}") from exc
         try:
@@ -587,7 +596,13 @@ class OIDCVerifier:
             raise _FetchError(f"{what} is not JSON") from exc
         if not isinstance(document, dict):
             raise _FetchError(f"{what} is not a JSON object")
-        return document, ttl
+        return 200, document, cache_control
+
+    async def _get_json(self, url: str, what: str) -> tuple[dict[str, Any], float]:
+        status, document, cache_control = await self._get_object(url, what)
+        if document is None:
+            raise _FetchError(f"{what} answered HTTP {status}")
+        return document, self._ttl(cache_control)
 
     def _ttl(self, cache_control: str | None) -> float:
         if not cache_control:
@@ -658,32 +673,17 @@ class OIDCVerifier:
             raise ProviderUnavailable(f"{self.issuer} publishes no userinfo endpoint")
         try:
             async with asyncio.timeout(self.timeout):
-                client = await self._client()
-                async with client.stream(
-                    "GET",
-                    self.userinfo_endpoint,
-                    headers={"Authorization": f"Bearer {token}"},
-                    follow_redirects=False,
-                ) as response:
-                    if response.status_code in (401, 403):
-                        raise InvalidToken(f"userinfo refused the token ({response.status_code})")
-                    if response.status_code != 200:
-                        raise ProviderUnavailable(f"userinfo answered HTTP {response.status_code}")
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > self.max_document_bytes:
-                            raise ProviderUnavailable("userinfo answer is too large")
+                status, info, _ = await self._get_object(
+                    self.userinfo_endpoint, "userinfo", {"Authorization": f"Bearer {token}"}
+                )
         except TimeoutError as exc:
             raise ProviderUnavailable("userinfo did not answer in time") from exc
-        except httpx.HTTPError as exc:
-            raise ProviderUnavailable(f"userinfo unreachable: {type(exc).__name__}") from exc
-        try:
-            info = json.loads(bytes(body), parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            raise ProviderUnavailable("userinfo answer is not JSON") from exc
-        if not isinstance(info, dict):
-            raise ProviderUnavailable("userinfo answer is not a JSON object")
+        except _FetchError as exc:
+            raise ProviderUnavailable(str(exc)) from exc
+        if status in (401, 403):
+            raise InvalidToken(f"userinfo refused the token ({status})")
+        if info is None:
+            raise ProviderUnavailable(f"userinfo answered HTTP {status}")
         # OIDC Core §5.3.4: the sub must match the token's, or the answer is unusable.
         if info.get("sub") != principal.subject:
             raise ProviderUnavailable("userinfo answered for another subject")
