@@ -3,7 +3,8 @@
 The hot path reads the payload with the JSON scanner directly (not through
 ``JSONDecoder.decode``), checks NumericDates that are plain ints inline (anything else
 goes through the careful check), compares a string ``aud`` inline, and freezes the
-decoded claims in place. Each property below compares the two paths on generated input.
+decoded claims in place; the middleware reads a plain ``Bearer <token>`` header
+without the full parse. Each property below compares the two paths on generated input.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asgi_auth.errors import InvalidToken
+from asgi_auth import credentials
+from asgi_auth.errors import InvalidToken, MalformedCredentials
 from asgi_auth.principal import freeze, freeze_decoded, thaw
 from asgi_auth.tokens import JWTVerifier, Key, TokenIssuer
 from asgi_auth.tokens import verifier as verifier_module
@@ -160,3 +162,24 @@ def test_a_verified_token_gives_the_same_principal_with_or_without_the_cache() -
     assert thaw(first.claims) == thaw(plain.claims)
     assert first.claims["nested"]["x"] == (1, 2)
     assert time.time() < first.claims["exp"]
+
+
+def _outcome(value: bytes) -> object:
+    try:
+        return credentials._parse_authorization(value)
+    except MalformedCredentials:
+        return "malformed"
+
+
+header_bytes = st.binary(max_size=40) | st.text(alphabet="AZaz09-._~+/= \t\x00é", max_size=40).map(
+    lambda text: text.encode("utf-8")
+)
+
+
+@settings(max_examples=500)
+@given(rest=header_bytes)
+def test_the_bearer_header_shortcut_answers_as_the_full_parse(rest: bytes) -> None:
+    # A leading space never takes the shortcut ("Bearer " must start the value) and is
+    # stripped by the full parse: so it gives the full parse's answer for the same header.
+    value = b"Bearer " + rest
+    assert _outcome(value) == _outcome(b" " + value)
