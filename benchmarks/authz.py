@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -414,39 +414,44 @@ class Server:
 
 
 @contextlib.contextmanager
-def serve(database_url: str, secret: str) -> Iterator[Server]:
-    """uvicorn serving the benchmark app in a subprocess; always stopped afterwards.
+def run_server(
+    command: Sequence[str],
+    port: int,
+    env: Mapping[str, str],
+    ready: Callable[[int], bool],
+    timeout: float,
+) -> Iterator[Server]:
+    """A uvicorn ``command`` on ``port`` in a subprocess (``env`` added to ours, the
+    repository on ``PYTHONPATH``), yielded once ``ready(port)`` holds; always stopped
+    afterwards (SIGTERM, then SIGKILL after 15 seconds).
 
     Raises:
-        RuntimeError: the server did not answer within 20 seconds.
+        RuntimeError: the server exited, or was not ready within ``timeout`` seconds.
     """
-    port = free_port()
-    command = server_command(port)
     path = os.environ.get("PYTHONPATH")
-    env = {
+    full_env = {
         **os.environ,
-        authz_app.ENV_DATABASE_URL: database_url,
-        authz_app.ENV_SECRET: secret,
+        **env,
         "PYTHONPATH": str(ROOT) if not path else f"{ROOT}{os.pathsep}{path}",
     }
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            command, cwd=ROOT, env=full_env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
         )
-        server = Server(process, port, command, log)
+        server = Server(process, port, list(command), log)
         try:
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + timeout
             while True:
                 if process.poll() is not None:
                     raise RuntimeError(
                         f"the server exited ({process.returncode}):\n{server.output()}"
                     )
                 with contextlib.suppress(OSError):
-                    if request(port, authz_app.STATS_PATH)[0] == 200:
+                    if ready(port):
                         break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the server did not start:\n{server.output()}")
-                time.sleep(0.05)
+                time.sleep(0.02)
             yield server
         finally:
             if process.poll() is None:
@@ -457,6 +462,25 @@ def serve(database_url: str, secret: str) -> Iterator[Server]:
                     process.kill()
                     process.wait()
             server.final_output = server.output()
+
+
+@contextlib.contextmanager
+def serve(database_url: str, secret: str) -> Iterator[Server]:
+    """uvicorn serving the benchmark app in a subprocess; always stopped afterwards.
+
+    Raises:
+        RuntimeError: the server did not answer within 20 seconds.
+    """
+    port = free_port()
+    env = {authz_app.ENV_DATABASE_URL: database_url, authz_app.ENV_SECRET: secret}
+    with run_server(
+        server_command(port),
+        port,
+        env,
+        lambda port: request(port, authz_app.STATS_PATH)[0] == 200,
+        timeout=20,
+    ) as server:
+        yield server
 
 
 def check_routes(server: Server, admin: str, user: str) -> None:
@@ -959,6 +983,27 @@ def settings_for(preset: str, backend: str, rounds: int | None) -> Settings:
     return Settings(backend=backend, **values)
 
 
+def json_document(settings: Settings, report: Report, env: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``--json`` writes: environment, settings, results and problems of a run."""
+    return {
+        "environment": env,
+        "settings": {
+            **settings.as_dict(),
+            "store": report.store,
+            "server_command": report.end_to_end.server_command,
+            "wrk_commands": {
+                route: shlex.join(command)
+                for route, command in report.end_to_end.wrk_commands.items()
+            },
+            "load_average_start": report.load_average[0],
+            "load_average_end": report.load_average[1],
+            "seconds": round(report.seconds, 1),
+        },
+        "results": records(report),
+        "problems": report.problems,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.authz", description=__doc__.split("\n\n")[0]
@@ -990,23 +1035,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(render(report, env))
     if args.json is not None:
-        document = {
-            "environment": env,
-            "settings": {
-                **settings.as_dict(),
-                "store": report.store,
-                "server_command": report.end_to_end.server_command,
-                "wrk_commands": {
-                    route: shlex.join(command)
-                    for route, command in report.end_to_end.wrk_commands.items()
-                },
-                "load_average_start": report.load_average[0],
-                "load_average_end": report.load_average[1],
-                "seconds": round(report.seconds, 1),
-            },
-            "results": records(report),
-            "problems": report.problems,
-        }
+        document = json_document(settings, report, env)
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return 0
 

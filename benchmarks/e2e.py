@@ -38,7 +38,6 @@ import re
 import secrets
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -361,42 +360,14 @@ def serve(app: str, secret: str) -> Iterator[Server]:
         RuntimeError: the server exited, or did not answer within 30 seconds.
     """
     port = authz.free_port()
-    command = server_command(port)
-    path = os.environ.get("PYTHONPATH")
-    env = {
-        **os.environ,
-        e2e_apps.ENV_APP: app,
-        e2e_apps.ENV_SECRET: secret,
-        "PYTHONPATH": str(ROOT) if not path else f"{ROOT}{os.pathsep}{path}",
-    }
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-        )
-        server = Server(process, port, command, log)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(
-                        f"the server exited ({process.returncode}):\n{server.output()}"
-                    )
-                with contextlib.suppress(OSError):
-                    authz.request(port, e2e_apps.PATH)  # any answer: it is up
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start:\n{server.output()}")
-                time.sleep(0.02)
-            yield server
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            server.final_output = server.output()
+
+    def up(port: int) -> bool:
+        authz.request(port, e2e_apps.PATH)  # any answer: it is up
+        return True
+
+    env = {e2e_apps.ENV_APP: app, e2e_apps.ENV_SECRET: secret}
+    with authz.run_server(server_command(port), port, env, up, timeout=30) as server:
+        yield server
 
 
 def wrk_command(

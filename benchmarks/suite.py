@@ -487,24 +487,7 @@ def run_authz(mode: str, rounds: int | None, progress: Progress) -> Document:
     settings = authz.Settings(**values)
     env = authz.environment()
     report = authz.run(settings)
-    # The document authz.main writes, from the same functions.
-    return {
-        "environment": env,
-        "settings": {
-            **settings.as_dict(),
-            "store": report.store,
-            "server_command": report.end_to_end.server_command,
-            "wrk_commands": {
-                route: shlex.join(command)
-                for route, command in report.end_to_end.wrk_commands.items()
-            },
-            "load_average_start": report.load_average[0],
-            "load_average_end": report.load_average[1],
-            "seconds": round(report.seconds, 1),
-        },
-        "results": authz.records(report),
-        "problems": report.problems,
-    }
+    return authz.json_document(settings, report, env)
 
 
 def adapt_authz(document: Document) -> Normalised:
