@@ -1,6 +1,8 @@
 """Where the verifier's hot path takes shortcuts, it answers exactly as the careful path.
 
-The hot path reads the payload with the JSON scanner directly (not through
+The hot path checks signatures with checks prepared once per key (HMAC from keyed
+hash states, RSA and ECDSA with padding and hash objects built once), reads the
+payload with the JSON scanner directly (not through
 ``JSONDecoder.decode``), checks NumericDates that are plain ints inline (anything else
 goes through the careful check), compares a string ``aud`` inline, and freezes the
 decoded claims in place; the middleware reads a plain ``Bearer <token>`` header
@@ -9,6 +11,7 @@ without the full parse. Each property below compares the two paths on generated 
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from typing import Any
@@ -22,6 +25,8 @@ from asgi_auth.errors import InvalidToken, MalformedCredentials
 from asgi_auth.principal import freeze, freeze_decoded, thaw
 from asgi_auth.tokens import JWTVerifier, Key, TokenIssuer
 from asgi_auth.tokens import verifier as verifier_module
+from asgi_auth.tokens._signatures import signature_check
+from asgi_auth.tokens.keys import ALGORITHMS, SUPPORTED_ALGORITHMS
 
 SECRET = b"fast-path-secret-of-at-least-32-bytes!!"
 NOW = 1_800_000_000
@@ -183,3 +188,70 @@ def test_the_bearer_header_shortcut_answers_as_the_full_parse(rest: bytes) -> No
     # stripped by the full parse: so it gives the full parse's answer for the same header.
     value = b"Bearer " + rest
     assert _outcome(value) == _outcome(b" " + value)
+
+
+# -- signature checks ---------------------------------------------------------------
+
+_SIGNING_KEYS = {
+    alg: Key.generate(alg)
+    for alg in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+}
+_SIGNING_KEYS["EdDSA"] = Key.generate("EdDSA")
+
+
+def _key_for(alg: str, secret: bytes) -> Key:
+    if alg.startswith("HS"):
+        return Key.from_secret(secret, algorithm=alg)
+    return _SIGNING_KEYS[alg]
+
+
+def test_every_supported_algorithm_has_a_prepared_check() -> None:
+    assert {a for a in SUPPORTED_ALGORITHMS if a.startswith("HS")} | set(_SIGNING_KEYS) == set(
+        SUPPORTED_ALGORITHMS
+    )
+    with pytest.raises(ValueError, match="not for"):
+        signature_check(_SIGNING_KEYS["RS256"], "ES256")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    alg=st.sampled_from(sorted(SUPPORTED_ALGORITHMS)),
+    # HMAC secrets as long as and longer than the block (64 bytes; 128 for HS384/512).
+    secret=st.binary(min_size=64, max_size=200),
+    message=st.binary(max_size=300),
+    change=st.sampled_from(["none", "flip", "truncate", "extend", "empty", "other message"]),
+    where=st.integers(min_value=0),
+)
+def test_prepared_checks_answer_as_pyjwt(
+    alg: str, secret: bytes, message: bytes, change: str, where: int
+) -> None:
+    key = _key_for(alg, secret)
+    pyjwt = ALGORITHMS[alg]
+    signature = pyjwt.sign(message, key.sign_key)
+    if change == "flip":
+        index = where % len(signature)
+        signature = signature[:index] + bytes([signature[index] ^ 1]) + signature[index + 1 :]
+    elif change == "truncate":
+        signature = signature[: where % len(signature)]
+    elif change == "extend":
+        signature += b"\0"
+    elif change == "empty":
+        signature = b""
+    elif change == "other message":
+        message += b"."
+    expected = bool(pyjwt.verify(message, key.verify_key, signature))
+    assert signature_check(key, alg)(message, signature) is expected
+    assert expected is (change == "none")
+
+
+@pytest.mark.parametrize("length", [1, 32, 63, 64, 65, 127, 128, 129, 1000])
+def test_prepared_hmac_matches_the_standard_library_for_any_secret_length(length: int) -> None:
+    secret = bytes(range(256)) * 4
+    secret = secret[:length]
+    for alg, name in (("HS256", "sha256"), ("HS384", "sha384"), ("HS512", "sha512")):
+        key = Key(None, "oct", frozenset({alg}), secret, secret)  # below the length rule
+        mac = hmac.digest(secret, b"header.payload", name)
+        check = signature_check(key, alg)
+        assert check(b"header.payload", mac)
+        assert not check(b"header.payload!", mac)
+        assert not check(b"header.payload", mac[:-1])

@@ -37,6 +37,7 @@ class PeriodicSync(ABC):
 
     sync_interval: float
     _task: asyncio.Task[None] | None
+    _stopping: asyncio.Event
 
     @abstractmethod
     async def sync(self) -> None:
@@ -50,19 +51,29 @@ class PeriodicSync(ABC):
         """Sync now, then every ``sync_interval`` seconds in the background."""
         await self.sync()
         if self._task is None:
+            self._stopping = asyncio.Event()
             self._task = asyncio.create_task(self._run(), name="asgi_auth revocations")
 
     async def stop(self) -> None:
-        """Stop the background sync."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the background sync, letting a sync under way finish (the store bounds
+        how long it may take): a query cancelled half-way would leave the database
+        driver answering a task that is gone."""
+        task = self._task
+        if task is not None:
+            self._stopping.set()
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            finally:
+                self._task = None
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.sync_interval)
+        stopping = self._stopping
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.sync_interval)
+            if stopping.is_set():
+                return
             try:
                 await self.sync()
             except StoreUnavailable as exc:  # keep serving what we know; retry later

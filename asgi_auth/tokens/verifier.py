@@ -24,8 +24,8 @@ from typing import Any, Final, NoReturn, Protocol, runtime_checkable
 
 from asgi_auth.errors import ExpiredToken, InvalidToken, RevokedToken, UnknownKey
 from asgi_auth.principal import DEFAULT_MAPPING, ClaimMapping, Principal, freeze_decoded
+from asgi_auth.tokens._signatures import SignatureCheck, signature_check
 from asgi_auth.tokens.keys import (
-    ALGORITHMS,
     HMAC_ALGORITHMS,
     SUPPORTED_ALGORITHMS,
     Key,
@@ -49,8 +49,8 @@ DEFAULT_CACHE_SIZE: Final = 10_000
 #: group lists in tokens; bounds parse cost and JSON nesting for hostile input.
 DEFAULT_MAX_TOKEN_BYTES: Final = 16_384
 _HEADER_CACHE_SIZE: Final = 64
+_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _TOKEN_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # The last character of an unpadded segment carries unused low bits that must be
 # zero (RFC 4648 §3.5): 2 leftover characters leave 4 bits, 3 leave 2.
 _CANONICAL_LAST: Final = {2: frozenset(_ALPHABET[::16]), 3: frozenset(_ALPHABET[::4])}
@@ -81,14 +81,23 @@ def _short(value: object) -> str:
     return text if len(text) <= 64 else text[:61] + "..."
 
 
-def _b64decode(segment: str) -> bytes:
+def _b64decode_ascii(segment: bytes) -> bytes:
     rest = len(segment) & 3
     if rest:
         if rest == 1 or segment[-1] not in _CANONICAL_LAST[rest]:
             raise InvalidToken("segment is not canonical base64url")
-        segment += "==" if rest == 2 else "="
-    # The alphabet was checked by _TOKEN_SHAPE; decode without base64's extra copies.
-    return binascii.a2b_base64(segment.encode("ascii").translate(_TO_STANDARD))
+        segment += b"==" if rest == 2 else b"="
+    # The alphabet was checked by _split; decode without base64's extra copies.
+    return binascii.a2b_base64(segment.translate(_TO_STANDARD))
+
+
+def _split(token: str) -> tuple[bytes, int, int]:
+    """The token's ASCII bytes and the positions of its two dots, once it is checked
+    to be three non-empty segments of the base64url alphabet."""
+    if _TOKEN_SHAPE.fullmatch(token) is None:
+        raise InvalidToken("not three base64url segments")
+    raw = token.encode("ascii")
+    return raw, raw.find(b"."), raw.rfind(b".")
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
@@ -142,12 +151,10 @@ def read_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     Raises:
         InvalidToken: the token is not a well-formed compact JWS with JSON objects.
     """
-    if _TOKEN_SHAPE.fullmatch(token) is None:
-        raise InvalidToken("not three base64url segments")
-    header, payload, _ = token.split(".")
+    raw, first, last = _split(token)
     return (
-        _json_object(_b64decode(header), "header"),
-        _json_object(_b64decode(payload), "payload"),
+        _json_object(_b64decode_ascii(raw[:first]), "header"),
+        _json_object(_b64decode_ascii(raw[first + 1 : last]), "payload"),
     )
 
 
@@ -268,7 +275,14 @@ class JWTVerifier:
         self.revocations: Final = revocations
         self._clock = clock
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
-        self._headers: dict[str, tuple[Any, tuple[Key, ...]]] = {}
+        # Signature checks prepared once per key and allowed algorithm; by header
+        # segment, the checks its token's signature is tried against.
+        self._checks: Final = {
+            (id(key), alg): signature_check(key, alg)
+            for key in keyset
+            for alg in key.algorithms & allowed
+        }
+        self._headers: dict[bytes, tuple[SignatureCheck, ...]] = {}
         self._sealed = True
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -350,20 +364,16 @@ class JWTVerifier:
     def _verify(self, token: str) -> tuple[Principal, float | None]:
         if len(token) > self.max_token_bytes:
             raise InvalidToken(f"token is longer than {self.max_token_bytes} bytes")
-        if _TOKEN_SHAPE.fullmatch(token) is None:
-            raise InvalidToken("not three base64url segments")
-        first = token.index(".")
-        last = token.rindex(".")
-        header = token[:first]
+        raw, first, last = _split(token)
+        header = raw[:first]
         selected = self._headers.get(header)
         known = selected is not None
         if selected is None:
             selected = self._parse_header(header)
-        algorithm, keys = selected
-        signature = _b64decode(token[last + 1 :])
-        signed = token[:last].encode("ascii")
-        for key in keys:
-            if algorithm.verify(signed, key.verify_key, signature):
+        signature = _b64decode_ascii(raw[last + 1 :])
+        signed = raw[:last]
+        for check in selected:
+            if check(signed, signature):
                 break
         else:
             raise InvalidToken("signature does not verify")
@@ -373,14 +383,14 @@ class JWTVerifier:
             if len(self._headers) >= _HEADER_CACHE_SIZE:
                 self._headers.clear()
             self._headers[header] = selected
-        claims = _json_object(_b64decode(token[first + 1 : last]), "payload")
+        claims = _json_object(_b64decode_ascii(raw[first + 1 : last]), "payload")
         expires = self._check_claims(claims)
         # Cached principals are shared by every request with this token: freeze them deep
         # (in place: the decoded dict is ours alone).
         return Principal.from_claims(freeze_decoded(claims), self.mapping), expires
 
-    def _parse_header(self, segment: str) -> tuple[Any, tuple[Key, ...]]:
-        header = _json_object(_b64decode(segment), "header")
+    def _parse_header(self, segment: bytes) -> tuple[SignatureCheck, ...]:
+        header = _json_object(_b64decode_ascii(segment), "header")
         alg = header.get("alg")
         if type(alg) is not str or alg not in self.algorithms:
             raise InvalidToken(f"algorithm {_short(alg)} is not allowed")
@@ -401,7 +411,8 @@ class JWTVerifier:
             if kid is not None:
                 raise UnknownKey(f"no key with kid {_short(kid)} for {alg}")
             raise InvalidToken(f"no key for {alg}")
-        return ALGORITHMS[alg], keys
+        checks = self._checks
+        return tuple(checks[id(key), alg] for key in keys)
 
     def _check_claims(self, claims: dict[str, Any]) -> float | None:
         if "cnf" in claims:
