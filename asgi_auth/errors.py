@@ -32,7 +32,14 @@ class AuthError(Exception):
 
     Attributes:
         reason: a precise, log-only description. Never sent to a client.
+        subject: the caller concerned, when known (for the audit trail).
+        policy: for a refusal by a guard, the policy that refused (for the audit trail).
+        unmet: for a refusal by a guard, the requirements the caller did not meet.
     """
+
+    subject: str | None = None
+    policy: str | None = None
+    unmet: tuple[str, ...] = ()
 
     def __init__(self, reason: str = "") -> None:
         super().__init__(reason)

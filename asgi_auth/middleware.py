@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from asgi_auth._http import Denial, Responder
+from asgi_auth.audit import audit
 from asgi_auth.authz.guards import AUTHORIZER_KEY, Authorizer
 from asgi_auth.credentials import BearerExtractor
 from asgi_auth.errors import AuthError, InvalidToken, MalformedCredentials, ServiceUnavailable
@@ -105,18 +106,19 @@ class AuthMiddleware:
                 else:
                     principal = await self._verifier.verify(token)
         except MalformedCredentials as exc:
-            logger.info("malformed credentials: %s", exc.reason, extra=_where(scope))
             denial = self.responder.denial(exc)
+            _refused(logging.INFO, "credentials.malformed", exc, scope, denial.status)
         except InvalidToken as exc:
-            logger.info("token refused: %s", exc.reason, extra=_where(scope))
             if not self.anonymous_on_invalid:
                 denial = self.responder.denial(exc)
+            status = None if denial is None else denial.status
+            _refused(logging.INFO, "token.refused", exc, scope, status)
         except ServiceUnavailable as exc:
-            logger.error("cannot verify token: %s", exc.reason, extra=_where(scope))
             denial = self.responder.denial(exc)
+            _refused(logging.ERROR, "token.unverifiable", exc, scope, denial.status)
         except AuthError as exc:  # a custom verifier's other refusals keep their meaning
-            logger.info("request refused: %s", exc.reason, extra=_where(scope))
             denial = self.responder.denial(exc)
+            _refused(logging.INFO, "token.refused", exc, scope, denial.status)
         if denial is not None:
             await denial.send(scope, receive, send)
             return
@@ -133,6 +135,17 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def _where(scope: Scope) -> dict[str, object]:
-    client = scope.get("client")
-    return {"client": client[0] if client else None, "path": scope.get("path")}
+def _refused(level: int, event: str, error: AuthError, scope: Scope, status: int | None) -> None:
+    """The audit event of a refusal (``status`` None: let through as anonymous)."""
+    audit(
+        logger,
+        level,
+        event,
+        "%s: %s",
+        event.replace(".", " "),
+        error.reason,
+        scope=scope,
+        reason=error.reason,
+        kind=type(error).__name__,
+        status=status,
+    )

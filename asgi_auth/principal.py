@@ -92,13 +92,23 @@ class ClaimMapping:
     scopes: tuple[str, ...] = ("scope", "scp")
     roles: tuple[str, ...] = ("roles",)
     permissions: tuple[str, ...] = ("permissions",)
+    #: The top-level claims the paths of scopes, roles and permissions can start at (a
+    #: dotted path: its whole name, or its first part): a token with none of a kind's
+    #: has none of that kind, known without reading its paths.
+    roots: tuple[frozenset[str], frozenset[str], frozenset[str]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
+        roots = []
         for name in ("scopes", "roles", "permissions"):
             paths = getattr(self, name)
             if isinstance(paths, str) or not all(isinstance(p, str) and p for p in paths):
                 raise TypeError(f"ClaimMapping.{name} must be a tuple of non-empty claim names")
             object.__setattr__(self, name, tuple(paths))
+            # A dotted path is read as a claim of that name first, then walked.
+            roots.append(frozenset(paths) | {p.split(".", 1)[0] for p in paths if "://" not in p})
+        object.__setattr__(self, "roots", tuple(roots))
 
     def read(self, claims: Mapping[str, Any], paths: tuple[str, ...]) -> frozenset[str]:
         """Collect the strings found at ``paths`` in ``claims``.
@@ -137,8 +147,8 @@ DEFAULT_MAPPING: Final = ClaimMapping()
 
 def _auth_scopes(scopes: frozenset[str], permissions: frozenset[str]) -> tuple[str, ...]:
     # Computed once per principal: every request with a cached principal reuses it.
-    if not scopes and not permissions:
-        return _AUTHENTICATED_ONLY
+    if not permissions:
+        return (*sorted(scopes), AUTHENTICATED_SCOPE) if scopes else _AUTHENTICATED_ONLY
     return (*sorted(scopes | permissions), AUTHENTICATED_SCOPE)
 
 
@@ -200,8 +210,14 @@ class Principal(BaseUser):
         issuer = claims.get("iss")
         if type(claims) is not MappingProxyType:
             claims = freeze(dict(claims))
-        scopes = mapping.read(claims, mapping.scopes)
-        permissions = mapping.read(claims, mapping.permissions)
+        # A kind none of whose claims the token has is empty: no path to read.
+        in_scopes, in_roles, in_permissions = mapping.roots
+        read = mapping.read
+        scopes = _EMPTY if in_scopes.isdisjoint(claims) else read(claims, mapping.scopes)
+        roles = _EMPTY if in_roles.isdisjoint(claims) else read(claims, mapping.roles)
+        permissions = (
+            _EMPTY if in_permissions.isdisjoint(claims) else read(claims, mapping.permissions)
+        )
         # Built field by field, as the dataclass __init__ would, minus its re-checks:
         # this runs for every token verified.
         principal = object.__new__(cls)
@@ -210,7 +226,7 @@ class Principal(BaseUser):
         setattr_(principal, "issuer", issuer if isinstance(issuer, str) else None)
         setattr_(principal, "claims", claims)
         setattr_(principal, "scopes", scopes)
-        setattr_(principal, "roles", mapping.read(claims, mapping.roles))
+        setattr_(principal, "roles", roles)
         setattr_(principal, "permissions", permissions)
         setattr_(principal, "auth_scopes", _auth_scopes(scopes, permissions))
         return principal

@@ -127,6 +127,14 @@ CONTENDERS: Final = (
         "Starlette, no authentication (the baseline)",
     ),
     Contender(
+        "empty middleware",
+        "empty_middleware",
+        "Starlette",
+        "repeated",
+        False,
+        "a pure ASGI middleware that copies the scope and calls the app; no authentication",
+    ),
+    Contender(
         "asgi_auth repeated",
         "asgi_auth",
         "Starlette",

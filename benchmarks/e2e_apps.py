@@ -92,6 +92,18 @@ def bare(secret: str) -> ASGIApp:
     return Starlette(routes=[Route(PATH, me)])
 
 
+def empty_middleware(secret: str) -> ASGIApp:
+    """Bare Starlette behind the least an ASGI middleware that sets ``user`` and ``auth``
+    can do: a new scope (the ASGI spec asks middleware to copy it) and one more call.
+    No authentication: the floor under any authenticating middleware's row."""
+    inner = bare(secret)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await inner({**scope, "user": None, "auth": None}, receive, send)
+
+    return app
+
+
 _NOT_AUTHENTICATED: Final = {"WWW-Authenticate": 'Bearer realm="bench"'}
 
 
@@ -324,6 +336,7 @@ def litestar_jwt(secret: str) -> ASGIApp:
 #: Every app, by the name ``ASGI_AUTH_BENCH_E2E_APP`` gives.
 APPS: Final[Mapping[str, Callable[[str], ASGIApp]]] = {
     "bare": bare,
+    "empty_middleware": empty_middleware,
     "asgi_auth": asgi_auth_middleware,
     "asgi_auth_guard": asgi_auth_guard,
     "starlette_authentication": starlette_authentication,

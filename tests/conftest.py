@@ -15,8 +15,21 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from asgi_auth.store import Store
+
+# Property tests run a fixed budget by default (CI included); the fuzzing profile is
+# for longer runs on demand: ASGI_AUTH_HYPOTHESIS=fuzz pytest tests/test_fuzz.py
+# (or pytest --hypothesis-profile=fuzz). Tests that set max_examples keep their own.
+settings.register_profile("ci", max_examples=100, deadline=None)
+settings.register_profile(
+    "fuzz",
+    max_examples=20_000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("ASGI_AUTH_HYPOTHESIS", "ci"))
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "ASGI_AUTH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"

@@ -255,3 +255,53 @@ def test_prepared_hmac_matches_the_standard_library_for_any_secret_length(length
         assert check(b"header.payload", mac)
         assert not check(b"header.payload!", mac)
         assert not check(b"header.payload", mac[:-1])
+
+
+# -- principals ----------------------------------------------------------------------
+
+_claim_names = st.sampled_from(["scope", "scp", "roles", "permissions", "realm_access", "x"])
+_path_names = st.sampled_from(
+    ["scope", "scp", "roles", "permissions", "realm_access.roles", "a.b.c", "https://x.io/roles"]
+)
+_claim_values = st.one_of(
+    st.text(alphabet="ab ", max_size=6),
+    st.lists(st.sampled_from(["a", "b", "c"]), max_size=3),
+    st.dictionaries(st.sampled_from(["roles", "b"]), st.lists(st.sampled_from(["r", "s"]))),
+    st.integers(),
+)
+
+
+@settings(max_examples=300)
+@given(
+    claims=st.dictionaries(_claim_names | _path_names, _claim_values, max_size=5),
+    scopes=st.lists(_path_names, min_size=1, max_size=2),
+    roles=st.lists(_path_names, min_size=1, max_size=2),
+    permissions=st.lists(_path_names, min_size=1, max_size=2),
+)
+def test_skipping_absent_claim_kinds_gives_the_principal_reading_every_path_gives(
+    claims: dict[str, Any], scopes: list[str], roles: list[str], permissions: list[str]
+) -> None:
+    from asgi_auth.principal import ClaimMapping, Principal
+
+    mapping = ClaimMapping(tuple(scopes), tuple(roles), tuple(permissions))
+    frozen = freeze({"sub": "s", **claims})
+
+    def careful() -> object:
+        try:
+            return tuple(
+                mapping.read(frozen, paths)
+                for paths in (mapping.scopes, mapping.roles, mapping.permissions)
+            )
+        except InvalidToken:
+            return "refused"
+
+    def fast() -> object:
+        try:
+            principal = Principal.from_claims(frozen, mapping)
+        except InvalidToken:
+            return "refused"
+        expected = (*sorted(principal.scopes | principal.permissions), "authenticated")
+        assert principal.auth_scopes == expected
+        return (principal.scopes, principal.roles, principal.permissions)
+
+    assert fast() == careful()

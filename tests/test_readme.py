@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import subprocess
@@ -247,3 +248,35 @@ async def test_testing_your_app_sample_runs_its_own_tests(
     sample = _run(_block("Testing your app"))
     await sample["test_admin_needs_the_role"](IdentityProvider())
     await sample["test_admin_without_tokens"](TokenMinter(), PrincipalOverride(monkeypatch))
+
+
+async def test_audit_trail_sample_writes_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from asgi_auth.authn.login import TokenEndpoint
+
+    class Nobody:
+        async def authenticate(self, username: str, password: str) -> None:
+            return None
+
+    logger = logging.getLogger("asgi_auth")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        _run(_block("Audit trail"))
+        endpoint = TokenEndpoint(TokenIssuer(Key.from_secret(SECRET)), Nobody())
+        transport = httpx.ASGITransport(app=endpoint, client=("203.0.113.7", 4711))
+        async with httpx.AsyncClient(transport=transport, base_url="http://readme") as client:
+            form = {"grant_type": "password", "username": "alice", "password": "wrong"}
+            assert (await client.post("/token", data=form)).status_code == 400
+    finally:
+        for handler in logger.handlers:
+            if handler not in before[0]:
+                logger.removeHandler(handler)
+        logger.setLevel(before[1])
+        logger.propagate = before[2]
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    shown = _block("Audit trail", "text").strip()
+    written, expected = json.loads(line), json.loads(shown.replace("6f0c…", "x"))
+    assert list(written) == list(expected)
+    for name in ("level", "logger", "message", "event", "client", "method", "path", "status"):
+        assert written[name] == expected[name], name

@@ -20,12 +20,13 @@ from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 from asgi_auth._http import read_body
+from asgi_auth.audit import audit
 from asgi_auth.authn.passwords import PasswordHasher
 from asgi_auth.errors import InvalidCredentials, ServiceUnavailable, StoreUnavailable
 from asgi_auth.store.admin import AdminError, StoreAdmin
 from asgi_auth.store.database import Store
 from asgi_auth.store.loader import SQLRightsLoader
-from asgi_auth.store.refresh import RefreshTokens
+from asgi_auth.store.refresh import REUSED, RefreshTokens
 from asgi_auth.tokens.issuer import TokenIssuer
 from asgi_auth.types import Receive, Scope, Send
 
@@ -203,42 +204,84 @@ class TokenEndpoint:
         if grant is None:
             await _error(send, 400, "invalid_request")
             return
-        client = scope.get("client")
-        where = {"client": client[0] if client else None}
         try:
             if grant == "password":
-                await self._password(send, params, where)
+                await self._password(scope, send, params)
             elif grant == "refresh_token" and self.refresh is not None:
-                await self._refresh(send, params, where)
+                await self._refresh(scope, send, params)
             else:
                 await _error(send, 400, "unsupported_grant_type")
         except ServiceUnavailable as exc:
-            logger.error("login unavailable: %s", exc.reason, extra=where)
+            event = "refresh.unavailable" if grant == "refresh_token" else "login.unavailable"
+            audit(
+                logger,
+                logging.ERROR,
+                event,
+                "%s: %s",
+                event.replace(".", " "),
+                exc.reason,
+                scope=scope,
+                reason=exc.reason,
+                status=503,
+            )
             await _error(send, 503, "temporarily_unavailable")
 
-    async def _password(self, send: Send, params: dict[str, str], where: dict[str, Any]) -> None:
+    async def _password(self, scope: Scope, send: Send, params: dict[str, str]) -> None:
         username, password = params.get("username"), params.get("password")
         if not username or password is None:
             await _error(send, 400, "invalid_request")
             return
-        address = where.get("client")
+        client = scope.get("client")
+        address = client[0] if client else None
+        named = username[:150]
         if self.throttle is not None:
             wait = await self.throttle.retry_after(username, address)
             if wait is not None:
-                logger.warning("login throttled for %r", username[:150], extra=where)
+                audit(
+                    logger,
+                    logging.WARNING,
+                    "login.throttled",
+                    "login throttled for %r (retry after %d s)",
+                    named,
+                    wait,
+                    scope=scope,
+                    username=named,
+                    retry_after=wait,
+                    status=429,
+                )
                 retry = [(b"retry-after", str(wait).encode())]
                 await _answer(send, 429, _body("too_many_attempts"), retry)
                 return
         user = await self.authenticator.authenticate(username, password)
         if user is None:
-            logger.info("login failed for %r", username[:150], extra=where)
+            audit(
+                logger,
+                logging.INFO,
+                "login.failed",
+                "login failed for %r",
+                named,
+                scope=scope,
+                username=named,
+                status=400,
+            )
             if self.throttle is not None:
                 await self.throttle.failed(username, address)
             await _error(send, 400, "invalid_grant")
             return
         if self.throttle is not None:
             await self.throttle.succeeded(username)
-        logger.info("login succeeded for %r (sub %s)", username[:150], user.subject, extra=where)
+        audit(
+            logger,
+            logging.INFO,
+            "login.succeeded",
+            "login succeeded for %r (sub %s)",
+            named,
+            user.subject,
+            scope=scope,
+            username=named,
+            subject=user.subject,
+            status=200,
+        )
         claims = dict(user.claims)
         refresh = None
         if self.refresh is not None:
@@ -246,7 +289,7 @@ class TokenEndpoint:
             refresh, claims["sid"] = session.token, session.family
         await self._tokens(send, user.subject, claims, refresh)
 
-    async def _refresh(self, send: Send, params: dict[str, str], where: dict[str, Any]) -> None:
+    async def _refresh(self, scope: Scope, send: Send, params: dict[str, str]) -> None:
         assert self.refresh is not None  # only routed here with refresh tokens on
         presented = params.get("refresh_token")
         if not presented:
@@ -255,10 +298,31 @@ class TokenEndpoint:
         try:
             rotation = await self.refresh.rotate(presented)
         except InvalidCredentials as exc:
-            logger.info("refresh refused: %s", exc.reason, extra=where)
+            # A reuse may be a theft: the family is revoked, and the owner should know.
+            reused = exc.reason == REUSED
+            audit(
+                logger,
+                logging.WARNING if reused else logging.INFO,
+                "refresh.reused" if reused else "refresh.refused",
+                "refresh refused: %s",
+                exc.reason,
+                scope=scope,
+                subject=exc.subject,
+                reason=exc.reason,
+                status=400,
+            )
             await _error(send, 400, "invalid_grant")
             return
-        logger.info("refresh succeeded (sub %s)", rotation.subject, extra=where)
+        audit(
+            logger,
+            logging.INFO,
+            "refresh.succeeded",
+            "refresh succeeded (sub %s)",
+            rotation.subject,
+            scope=scope,
+            subject=rotation.subject,
+            status=200,
+        )
         await self._tokens(send, rotation.subject, {"sid": rotation.family}, rotation.token)
 
     async def _tokens(

@@ -13,6 +13,7 @@ import logging
 from typing import Final, Protocol
 
 from asgi_auth._http import Responder, read_body
+from asgi_auth.audit import audit
 from asgi_auth.authn.login import MAX_BODY, _answer, _content_type, _error, _parse
 from asgi_auth.credentials import BearerExtractor
 from asgi_auth.errors import (
@@ -99,12 +100,45 @@ class LogoutEndpoint:
                 if refresh:
                     await self.refresh.revoke(refresh)
         except ServiceUnavailable as exc:
-            logger.error("logout unavailable: %s", exc.reason)
+            audit(
+                logger,
+                logging.ERROR,
+                "logout.unavailable",
+                "logout unavailable: %s",
+                exc.reason,
+                scope=scope,
+                subject=principal.subject,
+                jti=jti,
+                reason=exc.reason,
+                status=503,
+            )
             await _error(send, 503, "temporarily_unavailable")
             return
-        logger.info("logout of sub %s (token %s revoked)", principal.subject, jti)
+        audit(
+            logger,
+            logging.INFO,
+            "logout.succeeded",
+            "logout of sub %s (token %s revoked)",
+            principal.subject,
+            jti,
+            scope=scope,
+            subject=principal.subject,
+            jti=jti,
+            status=200,
+        )
         await _answer(send, 200, {"revoked": True})
 
     async def _refuse(self, error: AuthError, scope: Scope, receive: Receive, send: Send) -> None:
-        logger.info("logout refused: %s", error.reason)
-        await self.responder.denial(error).send_http(send)
+        denial = self.responder.denial(error)
+        audit(
+            logger,
+            logging.ERROR if isinstance(error, ServiceUnavailable) else logging.INFO,
+            "logout.refused",
+            "logout refused: %s",
+            error.reason,
+            scope=scope,
+            reason=error.reason,
+            kind=type(error).__name__,
+            status=denial.status,
+        )
+        await denial.send_http(send)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from asgi_auth._http import Responder
+from asgi_auth.audit import audit
 from asgi_auth.authz.policies import Facts, IsAuthenticated, Policy
 from asgi_auth.authz.rights import Rights, RightsLoader
 from asgi_auth.errors import AuthError, NotAuthenticated, PermissionDenied, ServiceUnavailable
@@ -152,7 +153,10 @@ class Authorizer:
                 reason = (
                     f"{principal!r} is {'disabled' if rights.known else 'unknown'} in the store"
                 )
-                raise PermissionDenied(reason)
+                denied = PermissionDenied(reason)
+                denied.policy = repr(policy)
+                denied.unmet = ("an active account" if rights.known else "a known account",)
+                raise denied
             if allowed is None:
                 roles, claims = roles | rights.roles, claims | rights.claims
                 facts = Facts(authenticated, principal.scopes, roles, claims, True, method)
@@ -160,11 +164,17 @@ class Authorizer:
         if allowed:
             return principal
         failed = policy.failures(facts)
-        reason = f"{policy!r} refused {principal!r}: unmet {', '.join(map(repr, failed))}"
+        unmet = tuple(map(repr, failed))
+        reason = f"{policy!r} refused {principal!r}: unmet {', '.join(unmet)}"
+        error: NotAuthenticated | PermissionDenied
         if not principal.is_authenticated:
-            raise NotAuthenticated(reason)
-        scopes = tuple(dict.fromkeys(s for f in failed for s in f.scopes()))
-        raise PermissionDenied(reason, scopes=scopes)
+            error = NotAuthenticated(reason)
+        else:
+            scopes = tuple(dict.fromkeys(s for f in failed for s in f.scopes()))
+            error = PermissionDenied(reason, scopes=scopes)
+        error.policy = repr(policy)
+        error.unmet = unmet
+        raise error
 
     def _known_rights(self, scope: Scope, principal: Principal) -> Rights | None:
         # Memoized for the rest of an HTTP request (routers pass this same scope down),
@@ -209,14 +219,37 @@ async def check(
 
 
 def log_refusal(error: AuthError, scope: Scope) -> None:
-    """Log a refusal on ``asgi_auth.authz``: the policy and the unmet requirements,
-    the client and the path; never a token."""
-    client = scope.get("client")
-    where = {"client": client[0] if client else None, "path": scope.get("path")}
+    """Log a refusal on ``asgi_auth.authz`` (an audit event, see :mod:`asgi_auth.audit`):
+    the policy and the unmet requirements, the caller, the client and the path; never a
+    token."""
+    user = scope.get("user")
+    subject = getattr(user, "subject", None)
     if isinstance(error, ServiceUnavailable):
-        logger.error("authorization unavailable: %s", error.reason, extra=where)
+        audit(
+            logger,
+            logging.ERROR,
+            "access.unavailable",
+            "authorization unavailable: %s",
+            error.reason,
+            scope=scope,
+            subject=subject,
+            reason=error.reason,
+            status=503,
+        )
     else:
-        logger.info("authorization denied: %s", error.reason, extra=where)
+        audit(
+            logger,
+            logging.INFO,
+            "access.denied",
+            "authorization denied: %s",
+            error.reason,
+            scope=scope,
+            subject=subject,
+            reason=error.reason,
+            policy=error.policy,
+            unmet=list(error.unmet),
+            status=401 if isinstance(error, NotAuthenticated) else 403,
+        )
 
 
 class Guard:

@@ -19,11 +19,14 @@ from typing import Any, Final, NamedTuple
 from asgi_auth.errors import InvalidCredentials
 from asgi_auth.store.database import Store
 
-__all__ = ["DEFAULT_FAMILY_LIFETIME", "RefreshTokens"]
+__all__ = ["DEFAULT_FAMILY_LIFETIME", "REUSED", "RefreshTokens"]
 
 #: A login's refresh tokens stop working 30 days after the login, however used.
 DEFAULT_FAMILY_LIFETIME: Final = 30 * 86_400
 _MAX_TOKEN: Final = 200
+#: The reason of a refusal for a refresh token used twice: its whole family is revoked
+#: (whoever holds either copy may have stolen it).
+REUSED: Final = "refresh token reused: its family is revoked"
 
 
 class Rotation(NamedTuple):
@@ -111,7 +114,7 @@ class RefreshTokens:
             raise InvalidCredentials("refresh token of impossible length")
         digest = _digest(token)
 
-        async def work() -> Rotation | str:
+        async def work() -> Rotation | tuple[str, str | None]:
             async with self.store.transaction() as db:
                 row = await db.fetch_one(
                     "SELECT id, family, subject, family_expires_at, used, revoked "
@@ -119,11 +122,12 @@ class RefreshTokens:
                     {"hash": digest},
                 )
                 if row is None:
-                    return "unknown refresh token"
+                    return "unknown refresh token", None
+                subject = str(row["subject"])
                 if row["revoked"]:
-                    return "refresh token of a revoked family"
+                    return "refresh token of a revoked family", subject
                 if row["family_expires_at"] <= int(self._clock()):
-                    return "refresh token family has expired"
+                    return "refresh token family has expired", subject
                 # Exactly one use wins: the update succeeds only while unused.
                 won = None
                 if not row["used"]:
@@ -137,7 +141,7 @@ class RefreshTokens:
                         "UPDATE refresh_tokens SET revoked = :yes WHERE family = :family",
                         {"yes": True, "family": row["family"]},
                     )
-                    return "refresh token reused: its family is revoked"
+                    return REUSED, subject
                 following = secrets.token_urlsafe(32)
                 await db.execute(
                     "INSERT INTO refresh_tokens (family, token_hash, subject, family_expires_at) "
@@ -151,12 +155,18 @@ class RefreshTokens:
                 )
                 return Rotation(str(row["subject"]), following, str(row["family"]))
 
-        outcome: Rotation | str = await self._call("rotate refresh token", work())
-        if isinstance(outcome, str):
-            raise InvalidCredentials(outcome)
+        outcome: Rotation | tuple[str, str | None] = await self._call(
+            "rotate refresh token", work()
+        )
+        if not isinstance(outcome, Rotation):
+            refused = InvalidCredentials(outcome[0])
+            refused.subject = outcome[1]
+            raise refused
         if self.is_active is not None and not await self.is_active(outcome.subject):
             await self.revoke_family(outcome.family)
-            raise InvalidCredentials("the subject may no longer refresh")
+            refused = InvalidCredentials("the subject may no longer refresh")
+            refused.subject = outcome.subject
+            raise refused
         return outcome
 
     async def revoke(self, token: str) -> bool:
