@@ -57,16 +57,13 @@ _MESSAGES: Final = {
 class Throttle(Protocol):
     """Failed-login counting (:class:`~asgi_auth.store.LoginThrottle`, or the Redis one)."""
 
-    async def retry_after(self, username: str, address: str | None) -> int | None:
-        """Seconds to wait before trying again, or None."""
+    async def attempt(self, username: str, address: str | None) -> int | None:
+        """Count an attempt (as a failure until it succeeds): None, or the seconds to
+        wait when past a limit (the attempt is then not counted)."""
         ...
 
-    async def failed(self, username: str, address: str | None) -> None:
-        """Count a failed login."""
-        ...
-
-    async def succeeded(self, username: str) -> None:
-        """Clear the username's failures."""
+    async def succeeded(self, username: str, address: str | None) -> None:
+        """Clear the username's failures and uncount this successful attempt."""
         ...
 
 
@@ -235,7 +232,9 @@ class TokenEndpoint:
         address = client[0] if client else None
         named = username[:150]
         if self.throttle is not None:
-            wait = await self.throttle.retry_after(username, address)
+            # Counted before the password check, so that concurrent guesses cannot all
+            # pass a check made before any of them failed.
+            wait = await self.throttle.attempt(username, address)
             if wait is not None:
                 audit(
                     logger,
@@ -264,12 +263,10 @@ class TokenEndpoint:
                 username=named,
                 status=400,
             )
-            if self.throttle is not None:
-                await self.throttle.failed(username, address)
-            await _error(send, 400, "invalid_grant")
+            await _error(send, 400, "invalid_grant")  # the attempt stays counted
             return
         if self.throttle is not None:
-            await self.throttle.succeeded(username)
+            await self.throttle.succeeded(username, address)
         audit(
             logger,
             logging.INFO,

@@ -191,6 +191,42 @@ class RedisLoginThrottle:
     def _limit(self, key: str) -> int:
         return self.limits[key.split(":", 1)[0]]
 
+    async def attempt(self, username: str, address: str | None) -> int | None:
+        """Count a login attempt before its password is checked, as a failure until
+        :meth:`succeeded` says otherwise; or, past a limit, refuse it (uncounted).
+        See :meth:`asgi_auth.store.LoginThrottle.attempt`.
+
+        Raises:
+            ServiceUnavailable: Redis cannot answer.
+        """
+        now = int(self._clock())
+        member = f"{now}:{secrets.token_hex(8)}"
+        keys = _keys(username, address)
+        with _guard("count a login attempt"):
+            async with self.client.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    pipe.zremrangebyscore(self.prefix + key, "-inf", now - self.window)
+                    pipe.zadd(self.prefix + key, {member: now})
+                    pipe.zcard(self.prefix + key)
+                    pipe.zrange(self.prefix + key, 0, 0, withscores=True)
+                    pipe.expire(self.prefix + key, self.window)
+                replies = await pipe.execute()
+        wait = 0
+        for n, key in enumerate(keys):
+            count, oldest = replies[5 * n + 2], replies[5 * n + 3]
+            if count > self._limit(key) and oldest:
+                wait = max(wait, int(oldest[0][1]) + self.window - now + 1)
+        if not wait:
+            return None
+        with _guard("uncount a refused attempt"):
+            async with self.client.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    pipe.zrem(self.prefix + key, member)
+                    # Only the newest `limit` attempts matter: the set stays bounded.
+                    pipe.zremrangebyrank(self.prefix + key, 0, -self._limit(key) - 1)
+                await pipe.execute()
+        return wait
+
     async def retry_after(self, username: str, address: str | None) -> int | None:
         """Seconds to wait before trying again, or None when a try is allowed.
 
@@ -232,11 +268,15 @@ class RedisLoginThrottle:
                     pipe.expire(self.prefix + key, self.window)
                 await pipe.execute()
 
-    async def succeeded(self, username: str) -> None:
-        """Clear the username's failures after a successful login.
+    async def succeeded(self, username: str, address: str | None = None) -> None:
+        """Clear the username's failures after a successful login, and uncount the
+        successful attempt :meth:`attempt` counted for ``address``.
 
         Raises:
             ServiceUnavailable: Redis cannot answer.
         """
+        keys = _keys(username, address)
         with _guard("clear login failures"):
-            await self.client.delete(self.prefix + _keys(username, None)[0])
+            await self.client.delete(self.prefix + keys[0])
+            if len(keys) > 1:
+                await self.client.zpopmax(self.prefix + keys[1])

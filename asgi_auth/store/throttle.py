@@ -2,9 +2,11 @@
 sliding window, in the store so that every instance shares the count.
 
 Past a limit, the token endpoint answers 429 with ``Retry-After`` before checking
-any password. Unknown usernames are counted exactly like known ones, so the answers
-say nothing about which usernames exist. A success clears its username's count
-(not its address's: one address trying many accounts stays throttled).
+any password. Each attempt is counted before its password is checked (and uncounted
+if it succeeds), so concurrent guesses cannot slip past the limit. Unknown usernames
+are counted exactly like known ones, so the answers say nothing about which usernames
+exist. A success clears its username's count (not its address's: one address trying
+many accounts stays throttled).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from asgi_auth.store.database import Store
 __all__ = ["LoginThrottle"]
 
 _MAX_KEY: Final = 300
+#: The first key of the PostgreSQL advisory locks that serialize attempts per key.
+_LOCK_SPACE: Final = 0x61_61_74  # "aat"
 
 
 def _keys(username: str, address: str | None) -> list[str]:
@@ -56,6 +60,52 @@ class LoginThrottle:
         self.limits = {"user": per_user, "addr": per_address}
         self.window = window
         self._clock = clock
+
+    async def attempt(self, username: str, address: str | None) -> int | None:
+        """Count a login attempt before its password is checked, as a failure until
+        :meth:`succeeded` says otherwise; or, past a limit, refuse it (uncounted).
+
+        The check and the count are one transaction (serialized per username and
+        address: an advisory lock on PostgreSQL, the store's write lock on SQLite), so
+        the limit holds for concurrent attempts too: a burst of guesses sent at once
+        gets exactly the limit's worth of password checks.
+
+        Returns:
+            None when the attempt may go on; else the seconds to wait.
+
+        Raises:
+            StoreUnavailable: the store cannot answer.
+        """
+        now = int(self._clock())
+        keys = _keys(username, address)
+
+        async def work() -> int:
+            async with self.store.transaction() as db:
+                if self.store.is_postgresql:
+                    for key in keys:  # always user first, then address: no lock cycle
+                        await db.execute(
+                            "SELECT pg_advisory_xact_lock(:space, hashtext(:key))",
+                            {"space": _LOCK_SPACE, "key": key},
+                        )
+                wait = 0
+                for key in keys:
+                    row = await db.fetch_one(
+                        "SELECT COUNT(*) AS n, MIN(at) AS first FROM login_failures "
+                        "WHERE key = :key AND at > :since",
+                        {"key": key, "since": now - self.window},
+                    )
+                    if row is not None and row["n"] >= self.limits[key.split(":", 1)[0]]:
+                        wait = max(wait, int(row["first"]) + self.window - now + 1)
+                if not wait:
+                    for key in keys:
+                        await db.execute(
+                            "INSERT INTO login_failures (key, at) VALUES (:key, :at)",
+                            {"key": key, "at": now},
+                        )
+                return wait
+
+        wait = await self.store.run(work(), what="count a login attempt")
+        return wait or None
 
     async def retry_after(self, username: str, address: str | None) -> int | None:
         """Seconds to wait before trying again, or None when a try is allowed.
@@ -101,15 +151,26 @@ class LoginThrottle:
             what="forget old login failures",
         )
 
-    async def succeeded(self, username: str) -> None:
-        """Clear the username's failures after a successful login.
+    async def succeeded(self, username: str, address: str | None = None) -> None:
+        """Clear the username's failures after a successful login, and uncount the
+        successful attempt :meth:`attempt` counted for ``address``.
 
         Raises:
             StoreUnavailable: the store cannot answer.
         """
+        keys = _keys(username, address)
         await self.store.run(
             self.store.database.execute(
-                "DELETE FROM login_failures WHERE key = :key", {"key": _keys(username, None)[0]}
+                "DELETE FROM login_failures WHERE key = :key", {"key": keys[0]}
             ),
             what="clear login failures",
         )
+        if len(keys) > 1:
+            await self.store.run(
+                self.store.database.execute(
+                    "DELETE FROM login_failures WHERE id = "
+                    "(SELECT MAX(id) FROM login_failures WHERE key = :key)",
+                    {"key": keys[1]},
+                ),
+                what="uncount a successful attempt",
+            )
