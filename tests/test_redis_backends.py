@@ -115,20 +115,39 @@ async def test_sync_replaces_the_view_with_what_redis_holds(
     assert not reader.is_revoked("gone-later")
 
 
-async def test_a_revocation_redis_missed_holds_locally_and_is_written_at_sync(
+async def test_a_revocation_redis_refused_is_not_half_made_and_can_be_retried(
     client: redis_asyncio.Redis, down: redis_asyncio.Redis, prefix: str
 ) -> None:
     revocations = RedisRevocationList(down, prefix=prefix)
     with pytest.raises(ServiceUnavailable):
-        await revocations.revoke("unconfirmed", time.time() + 300)
-    assert revocations.is_revoked("unconfirmed")
-    revocations.client = client  # Redis is back
-    await revocations.sync()
-    assert revocations.is_revoked("unconfirmed")
-    assert await client.exists(prefix + "unconfirmed") == 1
+        await revocations.revoke("retried", time.time() + 300)
+    assert not revocations.is_revoked("retried")  # a 503 revoked nothing
+    revocations.client = client  # Redis is back: the caller retries
+    await revocations.revoke("retried", time.time() + 300)
+    assert revocations.is_revoked("retried")
+    assert await client.exists(prefix + "retried") == 1
     other = RedisRevocationList(client, prefix=prefix)
     await other.sync()
-    assert other.is_revoked("unconfirmed")
+    assert other.is_revoked("retried")
+
+
+async def test_a_revocation_a_concurrent_sync_missed_stays_until_a_sync_sees_it(
+    client: redis_asyncio.Redis, prefix: str
+) -> None:
+    revocations = RedisRevocationList(client, prefix=prefix)
+    scan = client.scan_iter
+
+    def late_scan(*args: object, **kwargs: object) -> object:
+        # The revocation lands after this sync's scan: the scan cannot see it.
+        return scan(match=prefix + "nothing-matches-*")
+
+    await revocations.revoke("landed-late", time.time() + 300)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(client, "scan_iter", late_scan)
+        await revocations.sync()
+    assert revocations.is_revoked("landed-late")
+    await revocations.sync()
+    assert revocations.is_revoked("landed-late")
 
 
 async def test_expired_revocations_leave_memory_at_sync(
@@ -301,10 +320,11 @@ async def test_an_unreachable_redis_is_service_unavailable(
     with pytest.raises(ServiceUnavailable) as revoking:
         await revocations.revoke("jti-down", time.time() + 60)
     assert isinstance(revoking.value.__cause__, RedisError | OSError)
-    assert revocations.is_revoked("jti-down")  # holds locally meanwhile
+    assert not revocations.is_revoked("jti-down")  # nothing half-made: the caller retries
+    revocations._revoked["held"] = time.time() + 60
     with pytest.raises(ServiceUnavailable):
         await revocations.sync()
-    assert revocations.is_revoked("jti-down")  # the view in memory stays
+    assert revocations.is_revoked("held")  # the view in memory stays
     throttle = RedisLoginThrottle(down)
     with pytest.raises(ServiceUnavailable):
         await throttle.retry_after("alice", "10.0.0.1")

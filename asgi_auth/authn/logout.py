@@ -91,7 +91,8 @@ class LogoutEndpoint:
             await _error(send, 400, "invalid_request")
             return
         try:
-            await self.revocations.revoke(jti, exp)
+            # The sessions first, the access token last: each step may be repeated, and
+            # after a 503 the client's retry still holds a token that is accepted.
             if self.refresh is not None:
                 session = principal.claims.get("sid")
                 if isinstance(session, str) and session:  # the login session it came from
@@ -99,6 +100,7 @@ class LogoutEndpoint:
                 refresh = params.get("refresh_token")
                 if refresh:
                     await self.refresh.revoke(refresh)
+            await self.revocations.revoke(jti, exp)
         except ServiceUnavailable as exc:
             audit(
                 logger,

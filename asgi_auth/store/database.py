@@ -190,7 +190,14 @@ class Store:
     async def transaction(self) -> AsyncIterator[Database]:
         """A write transaction: everything inside commits together or not at all."""
         if self.is_postgresql:
-            async with self.database.transaction():
+            # The pooled connection is held here, and the transaction is the driver's
+            # own: when a slow store's operation is cancelled in the middle of BEGIN,
+            # leaving this block still releases the connection (databases' Transaction
+            # would keep it, and a slow spell would drain the pool for good).
+            async with (
+                self.database.connection() as connection,
+                connection.raw_connection.transaction(),
+            ):
                 yield self.database
             return
         async with self._write_lock, self.database.transaction():

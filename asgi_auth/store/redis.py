@@ -103,14 +103,16 @@ class RedisRevocationList(PeriodicSync):
 
         Raises:
             ValueError: an empty or over-long ``jti``.
-            ServiceUnavailable: Redis cannot answer (the revocation holds on this
-                instance only, until it is retried).
+            ServiceUnavailable: Redis cannot answer: nothing is revoked, so that a
+                retry (a client's logout retried after a 503) finds the token as it was.
         """
         if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI:
             raise ValueError("a jti is 1 to 255 characters")
+        await self._write({jti: expires_at})
+        # Pending until a sync sees it in Redis: a sync that scanned before this write
+        # must not drop it from memory.
         self._revoked[jti] = expires_at
         self._pending[jti] = expires_at
-        await self._write({jti: expires_at})
 
     async def _write(self, revocations: dict[str, float]) -> None:
         """Set the keys of these revocations (NX: writing one twice is harmless)."""

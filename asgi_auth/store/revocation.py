@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Final
 
-from asgi_auth.errors import StoreUnavailable
+from asgi_auth.errors import ServiceUnavailable
 from asgi_auth.store.database import Store
 
 __all__ = ["DEFAULT_SYNC_INTERVAL", "PeriodicSync", "RevocationList"]
@@ -76,7 +76,7 @@ class PeriodicSync(ABC):
                 return
             try:
                 await self.sync()
-            except StoreUnavailable as exc:  # keep serving what we know; retry later
+            except ServiceUnavailable as exc:  # keep serving what we know; retry later
                 logger.warning("revocations not synced: %s", exc.reason)
 
 
@@ -113,12 +113,11 @@ class RevocationList(PeriodicSync):
 
         Raises:
             ValueError: an empty or over-long ``jti``.
-            StoreUnavailable: the store cannot answer (the revocation holds on this
-                instance only, until it is retried).
+            StoreUnavailable: the store cannot answer: nothing is revoked, so that a
+                retry (a client's logout retried after a 503) finds the token as it was.
         """
         if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI:
             raise ValueError("a jti is 1 to 255 characters")
-        self._revoked[jti] = expires_at
         await self.store.run(
             self.store.database.execute(
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (:jti, :expires) "
@@ -127,6 +126,7 @@ class RevocationList(PeriodicSync):
             ),
             what="revoke token",
         )
+        self._revoked[jti] = expires_at
 
     async def sync(self) -> None:
         """Load the unexpired revocations from the store and drop expired ones.
