@@ -39,20 +39,31 @@ _BLANK: Final = frozenset({""})
 _AUTHENTICATED_ONLY: Final = (AUTHENTICATED_SCOPE,)
 
 
-def freeze(value: Any) -> Any:
+#: Deepest nesting :func:`freeze` takes: far beyond any real claim set, and far below
+#: the interpreter's recursion limit.
+MAX_DEPTH: Final = 100
+
+
+def freeze(value: Any, _depth: int = 0) -> Any:
     """A deep read-only copy of decoded JSON: objects become read-only mappings, arrays tuples.
 
     Principals are cached and shared across requests, so nothing reachable from one
     may be mutable.
+
+    Raises:
+        ValueError: objects and arrays nest deeper than :data:`MAX_DEPTH` levels.
     """
     kind = type(value)
+    if kind is not dict and kind is not list:
+        return value
+    if _depth >= MAX_DEPTH:
+        raise ValueError(f"JSON nests deeper than {MAX_DEPTH} levels")
+    inner = _depth + 1
     if kind is dict:
         return MappingProxyType(
-            {k: freeze(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+            {k: freeze(v, inner) if type(v) in _CONTAINERS else v for k, v in value.items()}
         )
-    if kind is list:
-        return tuple(freeze(v) if type(v) in _CONTAINERS else v for v in value)
-    return value
+    return tuple(freeze(v, inner) if type(v) in _CONTAINERS else v for v in value)
 
 
 def freeze_decoded(claims: dict[str, Any]) -> MappingProxyType[str, Any]:

@@ -171,12 +171,18 @@ async def served(app: ASGIApp) -> AsyncIterator[str]:
 @contextlib.contextmanager
 def sqlite_lock(path: Path, mode: str) -> Iterator[None]:
     """Another process's view of the file: a stdlib connection holding ``BEGIN <mode>``
-    (``EXCLUSIVE``: nobody reads or writes; ``IMMEDIATE``: others read, nobody writes)."""
+    (``EXCLUSIVE``: nobody reads or writes; ``IMMEDIATE``: others read, nobody writes).
+    The store keeps its file in WAL mode, where readers pass an exclusive transaction:
+    the holder takes the exclusive locking mode too, which shuts them out."""
     if mode not in ("EXCLUSIVE", "IMMEDIATE"):
         raise ValueError(mode)
     holder = sqlite3.connect(path, isolation_level=None, timeout=5)
     try:
+        if mode == "EXCLUSIVE":
+            holder.execute("PRAGMA locking_mode=EXCLUSIVE")
         holder.execute(f"BEGIN {mode}")
+        if mode == "EXCLUSIVE":  # the lock is taken at the first access
+            holder.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
         yield
     finally:
         with contextlib.suppress(sqlite3.Error):

@@ -27,6 +27,7 @@ from asgi_auth.store.admin import AdminError, StoreAdmin
 from asgi_auth.store.database import Store
 from asgi_auth.store.loader import SQLRightsLoader
 from asgi_auth.store.refresh import REUSED, RefreshTokens
+from asgi_auth.store.throttle import Attempt
 from asgi_auth.tokens.issuer import TokenIssuer
 from asgi_auth.types import Receive, Scope, Send
 
@@ -57,12 +58,12 @@ _MESSAGES: Final = {
 class Throttle(Protocol):
     """Failed-login counting (:class:`~asgi_auth.store.LoginThrottle`, or the Redis one)."""
 
-    async def attempt(self, username: str, address: str | None) -> int | None:
-        """Count an attempt (as a failure until it succeeds): None, or the seconds to
-        wait when past a limit (the attempt is then not counted)."""
+    async def attempt(self, username: str, address: str | None) -> Attempt:
+        """Count an attempt (as a failure until it succeeds), or refuse it past a limit
+        (``retry_after`` set; the attempt is then not counted)."""
         ...
 
-    async def succeeded(self, username: str, address: str | None) -> None:
+    async def succeeded(self, username: str, attempt: Attempt) -> None:
         """Clear the username's failures and uncount this successful attempt."""
         ...
 
@@ -231,10 +232,12 @@ class TokenEndpoint:
         client = scope.get("client")
         address = client[0] if client else None
         named = username[:150]
+        attempt: Attempt | None = None
         if self.throttle is not None:
             # Counted before the password check, so that concurrent guesses cannot all
             # pass a check made before any of them failed.
-            wait = await self.throttle.attempt(username, address)
+            attempt = await self.throttle.attempt(username, address)
+            wait = attempt.retry_after
             if wait is not None:
                 audit(
                     logger,
@@ -265,8 +268,8 @@ class TokenEndpoint:
             )
             await _error(send, 400, "invalid_grant")  # the attempt stays counted
             return
-        if self.throttle is not None:
-            await self.throttle.succeeded(username, address)
+        if self.throttle is not None and attempt is not None:
+            await self.throttle.succeeded(username, attempt)
         audit(
             logger,
             logging.INFO,
@@ -366,6 +369,11 @@ def _parse(kind: bytes, body: bytes) -> dict[str, str] | None:
     for name, value in pairs:
         if name in params or not isinstance(value, str) or "\x00" in value:
             return None
+        if not value.isascii():
+            try:  # JSON can spell a lone surrogate ("\ud800"), which no store can keep
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return None
         params[name] = value
     return params
 

@@ -8,6 +8,7 @@ store. URLs: ``sqlite:///./auth.db``, ``postgresql://user@host/db``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -172,6 +173,10 @@ class Store:
         """
 
         async def create() -> None:
+            if not self.is_postgresql and ":memory:" not in str(self.database.url):
+                # Write-ahead logging (kept by the file): readers and the one writer stop
+                # waiting for each other, which concurrent logins and refreshes need.
+                await self.database.execute("PRAGMA journal_mode=WAL")
             async with self.transaction():
                 if self.is_postgresql:
                     await self.database.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
@@ -200,8 +205,20 @@ class Store:
             ):
                 yield self.database
             return
-        async with self._write_lock, self.database.transaction():
-            yield self.database
+        # SQLite: BEGIN IMMEDIATE takes the file's write lock at once, waiting for
+        # another process's (the driver's busy timeout) instead of failing when a read
+        # inside a deferred transaction would have to turn into a write; the lock
+        # serializes this instance's own transactions.
+        async with self._write_lock, self.database.connection() as connection:
+            raw = connection.raw_connection
+            await raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.database
+            except BaseException:
+                with contextlib.suppress(Exception):  # the first error is the one to tell
+                    await raw.execute("ROLLBACK")
+                raise
+            await raw.execute("COMMIT")
 
     @property
     def is_connected(self) -> bool:

@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 
 from asgi_auth.errors import ServiceUnavailable
 from asgi_auth.store.revocation import DEFAULT_SYNC_INTERVAL, PeriodicSync
-from asgi_auth.store.throttle import _keys
+from asgi_auth.store.throttle import Attempt, _keys
 
 __all__ = ["RedisLoginThrottle", "RedisRevocationList"]
 
@@ -193,10 +193,11 @@ class RedisLoginThrottle:
     def _limit(self, key: str) -> int:
         return self.limits[key.split(":", 1)[0]]
 
-    async def attempt(self, username: str, address: str | None) -> int | None:
+    async def attempt(self, username: str, address: str | None) -> Attempt:
         """Count a login attempt before its password is checked, as a failure until
         :meth:`succeeded` says otherwise; or, past a limit, refuse it (uncounted).
-        See :meth:`asgi_auth.store.LoginThrottle.attempt`.
+        Each key's add and count are one ``MULTI``: the n-th concurrent attempt counts
+        n. See :meth:`asgi_auth.store.LoginThrottle.attempt`.
 
         Raises:
             ServiceUnavailable: Redis cannot answer.
@@ -219,15 +220,16 @@ class RedisLoginThrottle:
             if count > self._limit(key) and oldest:
                 wait = max(wait, int(oldest[0][1]) + self.window - now + 1)
         if not wait:
-            return None
+            # The username's entries go at a success; the address's entry is this one.
+            return Attempt(None, tuple((self.prefix + key, member) for key in keys[1:]))
+        # Refused: uncount it. (No trimming here: the entries of attempts admitted in
+        # the same second must all stay; refused ones never do, so sets stay bounded.)
         with _guard("uncount a refused attempt"):
             async with self.client.pipeline(transaction=True) as pipe:
                 for key in keys:
                     pipe.zrem(self.prefix + key, member)
-                    # Only the newest `limit` attempts matter: the set stays bounded.
-                    pipe.zremrangebyrank(self.prefix + key, 0, -self._limit(key) - 1)
                 await pipe.execute()
-        return wait
+        return Attempt(wait)
 
     async def retry_after(self, username: str, address: str | None) -> int | None:
         """Seconds to wait before trying again, or None when a try is allowed.
@@ -270,15 +272,16 @@ class RedisLoginThrottle:
                     pipe.expire(self.prefix + key, self.window)
                 await pipe.execute()
 
-    async def succeeded(self, username: str, address: str | None = None) -> None:
+    async def succeeded(self, username: str, attempt: Attempt | None = None) -> None:
         """Clear the username's failures after a successful login, and uncount the
-        successful attempt :meth:`attempt` counted for ``address``.
+        successful ``attempt`` (its address's count).
 
         Raises:
             ServiceUnavailable: Redis cannot answer.
         """
-        keys = _keys(username, address)
         with _guard("clear login failures"):
-            await self.client.delete(self.prefix + keys[0])
-            if len(keys) > 1:
-                await self.client.zpopmax(self.prefix + keys[1])
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.delete(self.prefix + _keys(username, None)[0])
+                for key, member in attempt.counted if attempt is not None else ():
+                    pipe.zrem(key, member)
+                await pipe.execute()

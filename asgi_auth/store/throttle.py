@@ -13,15 +13,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 from asgi_auth.store.database import Store
 
-__all__ = ["LoginThrottle"]
+__all__ = ["Attempt", "LoginThrottle"]
 
 _MAX_KEY: Final = 300
 #: The first key of the PostgreSQL advisory locks that serialize attempts per key.
 _LOCK_SPACE: Final = 0x61_61_74  # "aat"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A login attempt as a throttle counted it.
+
+    Attributes:
+        retry_after: None when the attempt may go on; else the seconds to wait (the
+            attempt was refused and is not counted).
+        counted: what the throttle recorded for it, so that :meth:`succeeded` uncounts
+            exactly this attempt.
+    """
+
+    retry_after: int | None
+    counted: tuple[Any, ...] = ()
 
 
 def _keys(username: str, address: str | None) -> list[str]:
@@ -61,17 +77,14 @@ class LoginThrottle:
         self.window = window
         self._clock = clock
 
-    async def attempt(self, username: str, address: str | None) -> int | None:
+    async def attempt(self, username: str, address: str | None) -> Attempt:
         """Count a login attempt before its password is checked, as a failure until
         :meth:`succeeded` says otherwise; or, past a limit, refuse it (uncounted).
 
         The check and the count are one transaction (serialized per username and
-        address: an advisory lock on PostgreSQL, the store's write lock on SQLite), so
+        address: an advisory lock on PostgreSQL, the file's write lock on SQLite), so
         the limit holds for concurrent attempts too: a burst of guesses sent at once
         gets exactly the limit's worth of password checks.
-
-        Returns:
-            None when the attempt may go on; else the seconds to wait.
 
         Raises:
             StoreUnavailable: the store cannot answer.
@@ -79,7 +92,7 @@ class LoginThrottle:
         now = int(self._clock())
         keys = _keys(username, address)
 
-        async def work() -> int:
+        async def work() -> Attempt:
             async with self.store.transaction() as db:
                 if self.store.is_postgresql:
                     for key in keys:  # always user first, then address: no lock cycle
@@ -96,16 +109,19 @@ class LoginThrottle:
                     )
                     if row is not None and row["n"] >= self.limits[key.split(":", 1)[0]]:
                         wait = max(wait, int(row["first"]) + self.window - now + 1)
-                if not wait:
-                    for key in keys:
-                        await db.execute(
-                            "INSERT INTO login_failures (key, at) VALUES (:key, :at)",
+                if wait:
+                    return Attempt(wait)
+                counted = []
+                for key in keys:
+                    counted.append(
+                        await db.fetch_val(
+                            "INSERT INTO login_failures (key, at) VALUES (:key, :at) RETURNING id",
                             {"key": key, "at": now},
                         )
-                return wait
+                    )
+                return Attempt(None, tuple(counted))
 
-        wait = await self.store.run(work(), what="count a login attempt")
-        return wait or None
+        return await self.store.run(work(), what="count a login attempt")
 
     async def retry_after(self, username: str, address: str | None) -> int | None:
         """Seconds to wait before trying again, or None when a try is allowed.
@@ -151,26 +167,21 @@ class LoginThrottle:
             what="forget old login failures",
         )
 
-    async def succeeded(self, username: str, address: str | None = None) -> None:
+    async def succeeded(self, username: str, attempt: Attempt | None = None) -> None:
         """Clear the username's failures after a successful login, and uncount the
-        successful attempt :meth:`attempt` counted for ``address``.
+        successful ``attempt`` (its address's count).
 
         Raises:
             StoreUnavailable: the store cannot answer.
         """
-        keys = _keys(username, address)
-        await self.store.run(
-            self.store.database.execute(
-                "DELETE FROM login_failures WHERE key = :key", {"key": keys[0]}
-            ),
-            what="clear login failures",
-        )
-        if len(keys) > 1:
-            await self.store.run(
-                self.store.database.execute(
-                    "DELETE FROM login_failures WHERE id = "
-                    "(SELECT MAX(id) FROM login_failures WHERE key = :key)",
-                    {"key": keys[1]},
-                ),
-                what="uncount a successful attempt",
-            )
+
+        async def work() -> None:
+            async with self.store.transaction() as db:
+                await db.execute(
+                    "DELETE FROM login_failures WHERE key = :key",
+                    {"key": _keys(username, None)[0]},
+                )
+                for row_id in attempt.counted if attempt is not None else ():
+                    await db.execute("DELETE FROM login_failures WHERE id = :id", {"id": row_id})
+
+        await self.store.run(work(), what="clear login failures")

@@ -518,8 +518,12 @@ class OIDCVerifier:
         except ValueError as exc:
             logger.warning("ignoring the userinfo endpoint of %s: %s", self.issuer, exc)
             userinfo = None
+        try:
+            frozen = freeze(metadata)
+        except ValueError as exc:
+            raise _FetchError(f"discovery document: {exc}") from exc
         self.jwks_uri, self.userinfo_endpoint = jwks_uri, userinfo
-        self.metadata = freeze(metadata)
+        self.metadata = frozen
 
     def _usable_keys(self, jwks: dict[str, Any]) -> KeySet:
         entries = jwks.get("keys")
@@ -684,7 +688,10 @@ class OIDCVerifier:
         # OIDC Core §5.3.4: the sub must match the token's, or the answer is unusable.
         if info.get("sub") != principal.subject:
             raise ProviderUnavailable("userinfo answered for another subject")
-        frozen: Mapping[str, Any] = freeze(info)
+        try:
+            frozen: Mapping[str, Any] = freeze(info)
+        except ValueError as exc:
+            raise ProviderUnavailable(f"userinfo: {exc}") from exc
         return frozen
 
 

@@ -387,7 +387,10 @@ class JWTVerifier:
         expires = self._check_claims(claims)
         # Cached principals are shared by every request with this token: freeze them deep
         # (in place: the decoded dict is ours alone).
-        return Principal.from_claims(freeze_decoded(claims), self.mapping), expires
+        try:
+            return Principal.from_claims(freeze_decoded(claims), self.mapping), expires
+        except ValueError as exc:  # nesting deeper than freeze() takes
+            raise InvalidToken(f"claims: {exc}") from None
 
     def _parse_header(self, segment: bytes) -> tuple[SignatureCheck, ...]:
         header = _json_object(_b64decode_ascii(segment), "header")
