@@ -347,10 +347,11 @@ def build_demo(config: DemoConfig) -> ASGIApp:
         if not isinstance(body, str) or not _storable(body):
             detail = f'send JSON {{"body": "..."}} with 1 to {_MAX_BODY} characters'
             return JSONResponse({"error": "invalid_record", "detail": detail}, status_code=422)
-        new_id = await query(
-            "fetch_val",
+        new_id = await store.write(
             "INSERT INTO demo_records (body, created_by) VALUES (:body, :by) RETURNING id",
             {"body": body, "by": request.user.identity},
+            what="demo records",
+            returning=True,
         )
         return JSONResponse({"id": new_id, "body": body}, status_code=201)
 
@@ -359,10 +360,11 @@ def build_demo(config: DemoConfig) -> ASGIApp:
         text: str = request.path_params["id"]
         deleted = None
         if _RECORD_ID.fullmatch(text) and int(text) <= _MAX_ID:  # else it exists nowhere
-            deleted = await query(
-                "fetch_val",
+            deleted = await store.write(
                 "DELETE FROM demo_records WHERE id = :id RETURNING id",
                 {"id": int(text)},
+                what="demo records",
+                returning=True,
             )
         if deleted is None:
             return JSONResponse({"error": "not_found"}, status_code=404)

@@ -220,6 +220,33 @@ class Store:
                 raise
             await raw.execute("COMMIT")
 
+    async def write(
+        self,
+        sql: str,
+        values: dict[str, Any] | None = None,
+        *,
+        what: str,
+        returning: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - a bound per operation is the point
+    ) -> Any:
+        """One write statement in a transaction of its own, within this store's bound: on
+        SQLite it queues behind this instance's other writes instead of polling the
+        file's lock (which loses to them under load). ``returning``: the first column of
+        the statement's ``RETURNING`` row, or None.
+
+        Raises:
+            StoreUnavailable: the store is not connected, failed or was too slow.
+        """
+
+        async def work() -> Any:
+            async with self.transaction() as db:
+                if returning:
+                    return await db.fetch_val(sql, values)
+                await db.execute(sql, values)
+                return None
+
+        return await self.run(work(), what=what, timeout=timeout)
+
     @property
     def is_connected(self) -> bool:
         """True between :meth:`connect` and :meth:`disconnect`."""

@@ -92,13 +92,12 @@ class RefreshTokens:
         token = secrets.token_urlsafe(32)
         family = secrets.token_hex(16)
         expires = int(self._clock()) + self.family_lifetime
-        await self._call(
-            "issue refresh token",
-            self.store.database.execute(
-                "INSERT INTO refresh_tokens (family, token_hash, subject, family_expires_at) "
-                "VALUES (:family, :hash, :subject, :expires)",
-                {"family": family, "hash": _digest(token), "subject": subject, "expires": expires},
-            ),
+        await self.store.write(
+            "INSERT INTO refresh_tokens (family, token_hash, subject, family_expires_at) "
+            "VALUES (:family, :hash, :subject, :expires)",
+            {"family": family, "hash": _digest(token), "subject": subject, "expires": expires},
+            what="issue refresh token",
+            timeout=self.store.timeout * 5,
         )
         return Rotation(subject, token, family)
 
@@ -195,10 +194,9 @@ class RefreshTokens:
         Raises:
             StoreUnavailable: the store cannot answer.
         """
-        await self._call(
-            "revoke refresh family",
-            self.store.database.execute(
-                "UPDATE refresh_tokens SET revoked = :yes WHERE family = :family",
-                {"yes": True, "family": family},
-            ),
+        await self.store.write(
+            "UPDATE refresh_tokens SET revoked = :yes WHERE family = :family",
+            {"yes": True, "family": family},
+            what="revoke refresh family",
+            timeout=self.store.timeout * 5,
         )

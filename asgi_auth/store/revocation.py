@@ -118,12 +118,10 @@ class RevocationList(PeriodicSync):
         """
         if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI:
             raise ValueError("a jti is 1 to 255 characters")
-        await self.store.run(
-            self.store.database.execute(
-                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (:jti, :expires) "
-                "ON CONFLICT DO NOTHING",
-                {"jti": jti, "expires": int(expires_at) + 1},
-            ),
+        await self.store.write(
+            "INSERT INTO revoked_tokens (jti, expires_at) VALUES (:jti, :expires) "
+            "ON CONFLICT DO NOTHING",
+            {"jti": jti, "expires": int(expires_at) + 1},
             what="revoke token",
         )
         self._revoked[jti] = expires_at
@@ -146,9 +144,8 @@ class RevocationList(PeriodicSync):
         # Keep local revocations the store has not confirmed yet (a failed write).
         fresh.update({j: e for j, e in self._revoked.items() if e > now and j not in fresh})
         self._revoked = fresh
-        await self.store.run(
-            self.store.database.execute(
-                "DELETE FROM revoked_tokens WHERE expires_at <= :now", {"now": now}
-            ),
+        await self.store.write(
+            "DELETE FROM revoked_tokens WHERE expires_at <= :now",
+            {"now": now},
             what="purge revocations",
         )
