@@ -254,7 +254,7 @@ class Settings:
 
 
 PRESETS: Final = {
-    "full": Settings(rounds=5, duration=5, warmup=1, pool=50_000),
+    "full": Settings(rounds=5, duration=5, warmup=1, pool=150_000),
     "quick": Settings(rounds=2, duration=1, warmup=0, pool=50_000),
     # The test's: every contender checked, those the targets need timed once.
     "smoke": Settings(
