@@ -107,7 +107,8 @@ def json_object(data: bytes) -> dict[str, Any] | None:
     return value if type(value) is dict else None
 
 
-def _numeric(value: Any) -> float | None:
+def numeric(value: Any) -> float | None:
+    """RFC 7519 NumericDate, held to what JSON numbers round-trip exactly (2**53)."""
     if type(value) is int and -(2**53) < value < 2**53:
         return value
     if type(value) is float and math.isfinite(value):
@@ -132,12 +133,12 @@ def claims_ok(claims: dict[str, Any]) -> bool:
     audience or issuer configured, no sender-constrained tokens."""
     if "cnf" in claims or "aud" in claims or "exp" not in claims or "sub" not in claims:
         return False
-    exp = _numeric(claims["exp"])
+    exp = numeric(claims["exp"])
     if exp is None or exp <= NOW:
         return False
     for name in ("nbf", "iat"):
         if name in claims:
-            when = _numeric(claims[name])
+            when = numeric(claims[name])
             if when is None or when > NOW:
                 return False
     if type(claims["sub"]) is not str or not claims["sub"]:

@@ -49,7 +49,6 @@ import hmac
 import importlib.util
 import itertools
 import json
-import math
 import re
 import string
 import sys
@@ -162,33 +161,23 @@ def ref_segment(segment: str) -> bytes | None:
     return raw if b64(raw) == segment else None
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"not JSON: {name}")
+# The target's reference JSON and NumericDate rules are this file's too (the target is
+# loaded here; see the end of this file).
+def _load_target() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fuzz_token_parser", _TARGET)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"not finite: {text[:20]}")
-    return value
-
-
-def ref_json_object(data: bytes) -> dict[str, Any] | None:
-    """RFC 8259: UTF-8, no NaN/Infinity, finite numbers; an object, else None."""
-    try:
-        value = json.loads(data.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
-    except (ValueError, RecursionError):
-        return None
-    return value if type(value) is dict else None
-
-
-def ref_numeric(value: Any) -> float | None:
-    """RFC 7519 NumericDate, held to what JSON numbers round-trip exactly (2**53)."""
-    if type(value) is int and -(2**53) < value < 2**53:
-        return value
-    if type(value) is float and math.isfinite(value):
-        return value
-    return None
+_TARGET: Final = Path(__file__).resolve().parent.parent / "fuzz" / "token_parser.py"
+TARGET: Final = _load_target()
+#: RFC 8259: UTF-8, no NaN/Infinity, finite numbers; an object, else None.
+ref_json_object: Final[Callable[[bytes], dict[str, Any] | None]] = TARGET.json_object
+#: RFC 7519 NumericDate, held to what JSON numbers round-trip exactly (2**53).
+ref_numeric: Final[Callable[[Any], float | None]] = TARGET.numeric
 
 
 def ref_names(value: Any) -> frozenset[str] | None:
@@ -2118,20 +2107,9 @@ def test_the_demo_app_never_answers_5xx_nor_lets_the_wrong_caller_in(
 
 # --- the atheris target's smoke mode ---------------------------------------------------------
 
-_TARGET: Final = Path(__file__).resolve().parent.parent / "fuzz" / "token_parser.py"
-
-
-def _load_target() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fuzz_token_parser", _TARGET)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_the_atheris_target_replays_its_corpus_without_atheris() -> None:
-    target = _load_target()
+    target = TARGET
     corpus = target.seed_corpus()
     assert len(corpus) >= 20
     ran = target.smoke(iterations=2_000, seed=1)
