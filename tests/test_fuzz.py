@@ -191,16 +191,8 @@ def ref_names(value: Any) -> frozenset[str] | None:
     return None
 
 
-def nesting(value: Any) -> int:
-    """How many objects and arrays deep a JSON value goes (iteratively: any depth)."""
-    deepest, todo = 0, [(value, 0)]
-    while todo:
-        item, depth = todo.pop()
-        if type(item) is dict or type(item) is list:
-            deepest = max(deepest, depth + 1)
-            children = item.values() if type(item) is dict else item
-            todo.extend((child, depth + 1) for child in children)
-    return deepest
+#: How many objects and arrays deep a JSON value goes (iteratively: any depth).
+nesting: Final[Callable[[Any], int]] = TARGET.nesting
 
 
 def ref_signature_ok(key: Key, alg: str, signing_input: bytes, signature: bytes) -> bool:
