@@ -175,8 +175,10 @@ class Store:
         async def create() -> None:
             if not self.is_postgresql and ":memory:" not in str(self.database.url):
                 # Write-ahead logging (kept by the file): readers and the one writer stop
-                # waiting for each other, which concurrent logins and refreshes need.
-                await self.database.execute("PRAGMA journal_mode=WAL")
+                # waiting for each other, which concurrent logins and refreshes need. A
+                # file another process holds keeps its mode; everything works in either.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await self.database.execute("PRAGMA journal_mode=WAL")
             async with self.transaction():
                 if self.is_postgresql:
                     await self.database.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")

@@ -127,8 +127,8 @@ class RedisRevocationList(PeriodicSync):
         """Load the unexpired revocations from Redis and drop expired ones.
 
         Raises:
-            ServiceUnavailable: Redis cannot answer (the set in memory stays; unconfirmed
-                revocations are written again at the next sync).
+            ServiceUnavailable: Redis cannot answer (the set in memory stays, revocations
+                no scan has seen yet included).
         """
         await self._write(dict(self._pending))  # (re)write those no sync has seen yet
         now = self._clock()
