@@ -95,3 +95,16 @@ async def test_instances_sharing_a_store_share_the_count(store_url: str, store: 
 def test_limits_below_one_are_refused(sqlite_url: str) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         LoginThrottle(Store(sqlite_url), per_user=0)
+
+
+async def test_attempts_older_than_the_window_leave_the_table(store: Store) -> None:
+    clock = Clock()
+    throttle = LoginThrottle(
+        store, per_user=3, per_address=100, window=600, clock=lambda: clock.now
+    )
+    for n in range(3):
+        assert (await throttle.attempt(f"user{n}", "10.9.9.9")).retry_after is None
+    clock.now += 601
+    assert (await throttle.attempt("someone", "10.9.9.9")).retry_after is None
+    keys = await store.database.fetch_all("SELECT key FROM login_failures ORDER BY id")
+    assert [r["key"] for r in keys] == ["user:someone", "addr:10.9.9.9"]

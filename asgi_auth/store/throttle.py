@@ -119,6 +119,10 @@ class LoginThrottle:
                             {"key": key, "at": now},
                         )
                     )
+                # Forget what left the window (an index range: the table stays small).
+                await db.execute(
+                    "DELETE FROM login_failures WHERE at <= :before", {"before": now - self.window}
+                )
                 return Attempt(None, tuple(counted))
 
         return await self.store.run(work(), what="count a login attempt")
