@@ -50,7 +50,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-__all__ = ["AUDIT_FIELDS", "JSONFormatter", "audit", "request_context", "request_id"]
+from asgi_auth.errors import AuthError
+
+__all__ = ["AUDIT_FIELDS", "JSONFormatter", "audit", "refusal", "request_context", "request_id"]
 
 #: The attributes an audit record may carry, in the order JSON output lists them.
 AUDIT_FIELDS: Final = (
@@ -126,6 +128,36 @@ def audit(
         fields["username"] = username[:_USERNAME_CHARS]
     extra.update(fields)
     logger.log(level, message, *args, extra=extra, stacklevel=2)
+
+
+def refusal(
+    logger: logging.Logger,
+    level: int,
+    event: str,
+    error: AuthError,
+    *,
+    scope: Mapping[str, Any] | None,
+    status: int | None,
+    said: str | None = None,
+    **fields: Any,
+) -> None:
+    """The audit event of a refusal: ``<said>: <reason>`` (``said`` defaults to the
+    event's words), with the error's reason, kind and subject and the answer's status
+    (None: the request went on, e.g. as anonymous)."""
+    fields.setdefault("subject", error.subject)
+    audit(
+        logger,
+        level,
+        event,
+        "%s: %s",
+        said or event.replace(".", " "),
+        error.reason,
+        scope=scope,
+        reason=error.reason,
+        kind=type(error).__name__,
+        status=status,
+        **fields,
+    )
 
 
 class JSONFormatter(logging.Formatter):

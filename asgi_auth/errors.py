@@ -37,13 +37,19 @@ class AuthError(Exception):
         unmet: for a refusal by a guard, the requirements the caller did not meet.
     """
 
-    subject: str | None = None
-    policy: str | None = None
-    unmet: tuple[str, ...] = ()
-
-    def __init__(self, reason: str = "") -> None:
+    def __init__(
+        self,
+        reason: str = "",
+        *,
+        subject: str | None = None,
+        policy: str | None = None,
+        unmet: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.subject = subject
+        self.policy = policy
+        self.unmet = unmet
 
 
 class AuthenticationError(AuthError):
@@ -85,8 +91,15 @@ class PermissionDenied(AuthError):
         scopes: the scopes the refused policy names, for the ``scope`` challenge attribute.
     """
 
-    def __init__(self, reason: str = "", *, scopes: tuple[str, ...] = ()) -> None:
-        super().__init__(reason)
+    def __init__(
+        self,
+        reason: str = "",
+        *,
+        scopes: tuple[str, ...] = (),
+        policy: str | None = None,
+        unmet: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(reason, policy=policy, unmet=unmet)
         self.scopes = scopes
 
 

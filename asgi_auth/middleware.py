@@ -11,10 +11,11 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Iterable
+from logging import ERROR, INFO
 from typing import Final
 
 from asgi_auth._http import Denial, Responder
-from asgi_auth.audit import audit
+from asgi_auth.audit import refusal
 from asgi_auth.authz.guards import AUTHORIZER_KEY, Authorizer
 from asgi_auth.credentials import BearerExtractor
 from asgi_auth.errors import AuthError, InvalidToken, MalformedCredentials, ServiceUnavailable
@@ -107,18 +108,18 @@ class AuthMiddleware:
                     principal = await self._verifier.verify(token)
         except MalformedCredentials as exc:
             denial = self.responder.denial(exc)
-            _refused(logging.INFO, "credentials.malformed", exc, scope, denial.status)
+            refusal(logger, INFO, "credentials.malformed", exc, scope=scope, status=denial.status)
         except InvalidToken as exc:
             if not self.anonymous_on_invalid:
                 denial = self.responder.denial(exc)
-            status = None if denial is None else denial.status
-            _refused(logging.INFO, "token.refused", exc, scope, status)
+            status = None if denial is None else denial.status  # None: on as anonymous
+            refusal(logger, INFO, "token.refused", exc, scope=scope, status=status)
         except ServiceUnavailable as exc:
             denial = self.responder.denial(exc)
-            _refused(logging.ERROR, "token.unverifiable", exc, scope, denial.status)
+            refusal(logger, ERROR, "token.unverifiable", exc, scope=scope, status=denial.status)
         except AuthError as exc:  # a custom verifier's other refusals keep their meaning
             denial = self.responder.denial(exc)
-            _refused(logging.INFO, "token.refused", exc, scope, denial.status)
+            refusal(logger, INFO, "token.refused", exc, scope=scope, status=denial.status)
         if denial is not None:
             await denial.send(scope, receive, send)
             return
@@ -133,19 +134,3 @@ class AuthMiddleware:
             # The app need not see (nor log) a token that travelled in the URL.
             scope["query_string"] = self.extractor.without_token(scope.get("query_string", b""))
         await self.app(scope, receive, send)
-
-
-def _refused(level: int, event: str, error: AuthError, scope: Scope, status: int | None) -> None:
-    """The audit event of a refusal (``status`` None: let through as anonymous)."""
-    audit(
-        logger,
-        level,
-        event,
-        "%s: %s",
-        event.replace(".", " "),
-        error.reason,
-        scope=scope,
-        reason=error.reason,
-        kind=type(error).__name__,
-        status=status,
-    )

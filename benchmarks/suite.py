@@ -147,6 +147,25 @@ class Normalised:
     #: Problems, contenders left out, and anything else a reader should know.
     notes: list[str] = field(default_factory=list)
 
+    @classmethod
+    def of(
+        cls,
+        document: Document,
+        records: list[Document],
+        targets: list[Document],
+        notes: list[str],
+        **more: Any,
+    ) -> Normalised:
+        """A module's results, with the packages and settings its document reports."""
+        return cls(
+            records,
+            targets,
+            packages=dict(document["environment"].get("packages", {})),
+            settings=dict(document.get("settings", {})),
+            notes=notes,
+            **more,
+        )
+
 
 _BEARER: Final = re.compile(r"Bearer [A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
 
@@ -348,13 +367,7 @@ def adapt_verify(document: Document) -> Normalised:
         f"verify: {s['algorithm']} / {s['contender']} not in the table: {s['reason']}"
         for s in document.get("skipped", [])
     ]
-    return Normalised(
-        records,
-        targets,
-        packages=dict(document["environment"].get("packages", {})),
-        settings=dict(document.get("settings", {})),
-        notes=notes,
-    )
+    return Normalised.of(document, records, targets, notes)
 
 
 # e2e ---------------------------------------------------------------------------------------
@@ -695,13 +708,12 @@ def adapt_login(document: Document) -> Normalised:
     if summary.get("non_2xx"):
         notes.append(f"login: {int(summary['non_2xx'])} answers other than 2xx")
     commands = document.get("commands", {})
-    return Normalised(
+    return Normalised.of(
+        document,
         records,
         targets,
-        packages=dict(document["environment"].get("packages", {})),
+        notes,
         load_generator=[without_token(c) for c in commands.values()],
-        settings=dict(document.get("settings", {})),
-        notes=notes,
     )
 
 
@@ -836,13 +848,7 @@ def adapt_oidc(document: Document) -> Normalised:
         f"oidc: {s['case']} / {s['contender']} not in the table: {s['reason']}"
         for s in document.get("skipped", [])
     ]
-    return Normalised(
-        records,
-        targets,
-        packages=dict(document["environment"].get("packages", {})),
-        settings=dict(document.get("settings", {})),
-        notes=notes,
-    )
+    return Normalised.of(document, records, targets, notes)
 
 
 BENCHMARKS: Final[Mapping[str, Benchmark]] = {

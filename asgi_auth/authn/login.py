@@ -20,7 +20,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 from asgi_auth._http import read_body
-from asgi_auth.audit import audit
+from asgi_auth.audit import audit, refusal
 from asgi_auth.authn.passwords import PasswordHasher
 from asgi_auth.errors import InvalidCredentials, ServiceUnavailable, StoreUnavailable
 from asgi_auth.store.admin import AdminError, StoreAdmin
@@ -211,17 +211,7 @@ class TokenEndpoint:
                 await _error(send, 400, "unsupported_grant_type")
         except ServiceUnavailable as exc:
             event = "refresh.unavailable" if grant == "refresh_token" else "login.unavailable"
-            audit(
-                logger,
-                logging.ERROR,
-                event,
-                "%s: %s",
-                event.replace(".", " "),
-                exc.reason,
-                scope=scope,
-                reason=exc.reason,
-                status=503,
-            )
+            refusal(logger, logging.ERROR, event, exc, scope=scope, status=503)
             await _error(send, 503, "temporarily_unavailable")
 
     async def _password(self, scope: Scope, send: Send, params: dict[str, str]) -> None:
@@ -268,7 +258,7 @@ class TokenEndpoint:
             )
             await _error(send, 400, "invalid_grant")  # the attempt stays counted
             return
-        if self.throttle is not None and attempt is not None:
+        if self.throttle is not None and attempt is not None:  # (set whenever throttling)
             await self.throttle.succeeded(username, attempt)
         audit(
             logger,
@@ -300,17 +290,10 @@ class TokenEndpoint:
         except InvalidCredentials as exc:
             # A reuse may be a theft: the family is revoked, and the owner should know.
             reused = exc.reason == REUSED
-            audit(
-                logger,
-                logging.WARNING if reused else logging.INFO,
-                "refresh.reused" if reused else "refresh.refused",
-                "refresh refused: %s",
-                exc.reason,
-                scope=scope,
-                subject=exc.subject,
-                reason=exc.reason,
-                status=400,
+            level, event = (
+                (logging.WARNING, "refresh.reused") if reused else (logging.INFO, "refresh.refused")
             )
+            refusal(logger, level, event, exc, scope=scope, status=400, said="refresh refused")
             await _error(send, 400, "invalid_grant")
             return
         audit(

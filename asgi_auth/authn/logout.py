@@ -13,7 +13,7 @@ import logging
 from typing import Final, Protocol
 
 from asgi_auth._http import Responder, read_body
-from asgi_auth.audit import audit
+from asgi_auth.audit import audit, refusal
 from asgi_auth.authn.login import MAX_BODY, _answer, _content_type, _error, _parse
 from asgi_auth.credentials import BearerExtractor
 from asgi_auth.errors import (
@@ -102,17 +102,15 @@ class LogoutEndpoint:
                     await self.refresh.revoke(refresh)
             await self.revocations.revoke(jti, exp)
         except ServiceUnavailable as exc:
-            audit(
+            refusal(
                 logger,
                 logging.ERROR,
                 "logout.unavailable",
-                "logout unavailable: %s",
-                exc.reason,
+                exc,
                 scope=scope,
+                status=503,
                 subject=principal.subject,
                 jti=jti,
-                reason=exc.reason,
-                status=503,
             )
             await _error(send, 503, "temporarily_unavailable")
             return
@@ -132,15 +130,6 @@ class LogoutEndpoint:
 
     async def _refuse(self, error: AuthError, scope: Scope, receive: Receive, send: Send) -> None:
         denial = self.responder.denial(error)
-        audit(
-            logger,
-            logging.ERROR if isinstance(error, ServiceUnavailable) else logging.INFO,
-            "logout.refused",
-            "logout refused: %s",
-            error.reason,
-            scope=scope,
-            reason=error.reason,
-            kind=type(error).__name__,
-            status=denial.status,
-        )
+        level = logging.ERROR if isinstance(error, ServiceUnavailable) else logging.INFO
+        refusal(logger, level, "logout.refused", error, scope=scope, status=denial.status)
         await denial.send_http(send)

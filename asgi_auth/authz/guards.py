@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from asgi_auth._http import Responder
-from asgi_auth.audit import audit
+from asgi_auth.audit import refusal
 from asgi_auth.authz.policies import Facts, IsAuthenticated, Policy
 from asgi_auth.authz.rights import Rights, RightsLoader
 from asgi_auth.errors import AuthError, NotAuthenticated, PermissionDenied, ServiceUnavailable
@@ -153,10 +153,8 @@ class Authorizer:
                 reason = (
                     f"{principal!r} is {'disabled' if rights.known else 'unknown'} in the store"
                 )
-                denied = PermissionDenied(reason)
-                denied.policy = repr(policy)
-                denied.unmet = ("an active account" if rights.known else "a known account",)
-                raise denied
+                lacking = "an active account" if rights.known else "a known account"
+                raise PermissionDenied(reason, policy=repr(policy), unmet=(lacking,))
             if allowed is None:
                 roles, claims = roles | rights.roles, claims | rights.claims
                 facts = Facts(authenticated, principal.scopes, roles, claims, True, method)
@@ -166,15 +164,10 @@ class Authorizer:
         failed = policy.failures(facts)
         unmet = tuple(map(repr, failed))
         reason = f"{policy!r} refused {principal!r}: unmet {', '.join(unmet)}"
-        error: NotAuthenticated | PermissionDenied
         if not principal.is_authenticated:
-            error = NotAuthenticated(reason)
-        else:
-            scopes = tuple(dict.fromkeys(s for f in failed for s in f.scopes()))
-            error = PermissionDenied(reason, scopes=scopes)
-        error.policy = repr(policy)
-        error.unmet = unmet
-        raise error
+            raise NotAuthenticated(reason, policy=repr(policy), unmet=unmet)
+        scopes = tuple(dict.fromkeys(s for f in failed for s in f.scopes()))
+        raise PermissionDenied(reason, scopes=scopes, policy=repr(policy), unmet=unmet)
 
     def _known_rights(self, scope: Scope, principal: Principal) -> Rights | None:
         # Memoized for the rest of an HTTP request (routers pass this same scope down),
@@ -222,34 +215,23 @@ def log_refusal(error: AuthError, scope: Scope) -> None:
     """Log a refusal on ``asgi_auth.authz`` (an audit event, see :mod:`asgi_auth.audit`):
     the policy and the unmet requirements, the caller, the client and the path; never a
     token."""
-    user = scope.get("user")
-    subject = getattr(user, "subject", None)
     if isinstance(error, ServiceUnavailable):
-        audit(
-            logger,
-            logging.ERROR,
-            "access.unavailable",
-            "authorization unavailable: %s",
-            error.reason,
-            scope=scope,
-            subject=subject,
-            reason=error.reason,
-            status=503,
-        )
+        level, event, status, said = logging.ERROR, "access.unavailable", 503, "unavailable"
     else:
-        audit(
-            logger,
-            logging.INFO,
-            "access.denied",
-            "authorization denied: %s",
-            error.reason,
-            scope=scope,
-            subject=subject,
-            reason=error.reason,
-            policy=error.policy,
-            unmet=list(error.unmet),
-            status=401 if isinstance(error, NotAuthenticated) else 403,
-        )
+        status = 401 if isinstance(error, NotAuthenticated) else 403
+        level, event, said = logging.INFO, "access.denied", "denied"
+    refusal(
+        logger,
+        level,
+        event,
+        error,
+        scope=scope,
+        status=status,
+        said=f"authorization {said}",
+        subject=getattr(scope.get("user"), "subject", None),
+        policy=error.policy,
+        unmet=list(error.unmet),
+    )
 
 
 class Guard:

@@ -11,8 +11,6 @@ right on this instance is forgotten.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -27,7 +25,6 @@ __all__ = ["AdminError", "AlreadyExists", "NotFound", "StoreAdmin", "UserRights"
 #: The PostgreSQL channel that carries rights changes between instances.
 CHANGES_CHANNEL: Final = "asgi_auth_rights"
 _EVERYONE: Final = "*"
-_LOCK_RETRIES: Final = 8
 T = TypeVar("T")
 _LIMITS: Final = {"role": 100, "claim": 100, "user": 150, "description": 500}
 
@@ -100,23 +97,16 @@ class StoreAdmin:
         return await store_call(work, timeout=self.store.timeout * 5, what=what)
 
     async def _write(self, what: str, work: Callable[[], Awaitable[T]]) -> T:
-        """Run a write transaction; on SQLite, retry while another process holds the
-        write lock (SQLite answers "database is locked" at once instead of waiting)."""
-        for attempt in range(_LOCK_RETRIES + 1):
-            try:
-                result: T = await self._run(what, work())
-                return result
-            except StoreUnavailable as exc:
-                locked = isinstance(exc.__cause__, sqlite3.OperationalError) and "locked" in str(
-                    exc.__cause__
-                )
-                if not locked or attempt == _LOCK_RETRIES:
-                    # The outcome is unknown (a commit may have landed before the
-                    # answer was lost): forget every cached right rather than guess.
-                    self.store.changed(None)
-                    raise
-                await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Run a write transaction (on SQLite it waits for another process's write lock:
+        :meth:`Store.transaction` begins IMMEDIATE)."""
+        try:
+            result: T = await self._run(what, work())
+        except StoreUnavailable:
+            # The outcome is unknown (a commit may have landed before the answer was
+            # lost): forget every cached right rather than guess.
+            self.store.changed(None)
+            raise
+        return result
 
     async def _id(self, db: Database, kind: str, table: str, column: str, name: str) -> int:
         if not isinstance(name, str) or not name.isprintable() or len(name) > _LIMITS["user"]:

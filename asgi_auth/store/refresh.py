@@ -158,14 +158,10 @@ class RefreshTokens:
             "rotate refresh token", work()
         )
         if not isinstance(outcome, Rotation):
-            refused = InvalidCredentials(outcome[0])
-            refused.subject = outcome[1]
-            raise refused
+            raise InvalidCredentials(outcome[0], subject=outcome[1])
         if self.is_active is not None and not await self.is_active(outcome.subject):
             await self.revoke_family(outcome.family)
-            refused = InvalidCredentials("the subject may no longer refresh")
-            refused.subject = outcome.subject
-            raise refused
+            raise InvalidCredentials("the subject may no longer refresh", subject=outcome.subject)
         return outcome
 
     async def revoke(self, token: str) -> bool:
