@@ -63,8 +63,6 @@ import collections
 import contextlib
 import os
 import secrets
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -76,7 +74,6 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as redis_asyncio
-import uvicorn
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -95,6 +92,7 @@ from asgi_auth.testing import IdentityProvider
 from asgi_auth.tokens.oidc import OIDCVerifier
 from asgi_auth.types import ASGIApp, Receive, Scope, Send
 from tests.conftest import service_missing
+from tests.live import serve
 
 KEY: Final = Key.from_secret("concurrency-tests-secret-that-is-32-bytes")
 VERIFIER: Final = JWTVerifier(KEY)
@@ -157,40 +155,17 @@ class Hosted:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-@contextlib.contextmanager
-def served(app: ASGIApp) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in a thread; yield its base URL. Startup and
-    shutdown are bounded; the server stops when the block ends, whatever happened."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            lifespan="on",
-            ws="none",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
+def served(app: ASGIApp) -> contextlib.AbstractContextManager[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 in a thread, its lifespan on; the base URL.
+    Startup and shutdown are bounded; the server stops when the block ends."""
+    return serve(
+        app,
+        lifespan="on",
+        ws="none",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
     )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout=5)
-        sock.close()
 
 
 def http_client(base_url: str) -> httpx.AsyncClient:
