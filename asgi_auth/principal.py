@@ -196,14 +196,26 @@ class Principal(BaseUser):
     scopes: frozenset[str] = _EMPTY
     roles: frozenset[str] = _EMPTY
     permissions: frozenset[str] = _EMPTY
-    auth_scopes: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
+    # auth_scopes, computed when first asked for: most principals are never asked.
+    _auth_scopes: tuple[str, ...] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.subject, str) or not self.subject:
             raise TypeError("Principal.subject must be a non-empty string")
         if not isinstance(self.claims, MappingProxyType):
             object.__setattr__(self, "claims", freeze(dict(self.claims)))
-        object.__setattr__(self, "auth_scopes", _auth_scopes(self.scopes, self.permissions))
+
+    @property
+    def auth_scopes(self) -> tuple[str, ...]:
+        """Scopes and permissions, sorted, then ``"authenticated"``: what
+        ``request.auth.scopes`` lists."""
+        value = self._auth_scopes
+        if value is None:  # two threads may both compute it: the same tuple either way
+            value = _auth_scopes(self.scopes, self.permissions)
+            object.__setattr__(self, "_auth_scopes", value)
+        return value
 
     @classmethod
     def from_claims(
@@ -239,7 +251,7 @@ class Principal(BaseUser):
         setattr_(principal, "scopes", scopes)
         setattr_(principal, "roles", roles)
         setattr_(principal, "permissions", permissions)
-        setattr_(principal, "auth_scopes", _auth_scopes(scopes, permissions))
+        setattr_(principal, "_auth_scopes", None)
         return principal
 
     @property
@@ -332,13 +344,25 @@ class AuthContext(AuthCredentials):
     any authenticated caller (Starlette's ``@requires("authenticated")``).
     """
 
-    __slots__ = ("principal",)
+    __slots__ = ("_scopes", "principal")
 
     def __init__(self, principal: Principal | AnonymousPrincipal) -> None:
-        # AuthCredentials.__init__ without its call: a list of its own per request
-        # (Starlette's type), copied from the principal's precomputed tuple.
-        self.scopes = list(principal.auth_scopes)
+        # AuthCredentials.__init__ without its call: the list is made when first read.
         self.principal = principal
+
+    @property
+    def scopes(self) -> list[str]:
+        """The scopes Starlette's ``@requires`` checks: a list of this request's own
+        (Starlette's type), made from the principal's ``auth_scopes`` when first read."""
+        try:
+            return self._scopes
+        except AttributeError:
+            self._scopes: list[str] = list(self.principal.auth_scopes)
+            return self._scopes
+
+    @scopes.setter
+    def scopes(self, scopes: list[str]) -> None:
+        self._scopes = scopes
 
 
 def get_principal(scope: Mapping[str, Any]) -> Principal | AnonymousPrincipal:

@@ -1,7 +1,10 @@
 """Where the verifier's hot path takes shortcuts, it answers exactly as the careful path.
 
 The hot path checks signatures with checks prepared once per key (HMAC from keyed
-hash states, RSA and ECDSA with padding and hash objects built once), reads the
+hash states, RSA PKCS#1 v1.5 by comparing the whole encoding OpenSSL recovers, RSA-PSS
+and ECDSA with padding and hash objects built once), splits the token without a
+regular expression and decodes each segment strictly, skips freezing a payload
+with no nested array or object, reads the
 payload with the JSON scanner directly (not through
 ``JSONDecoder.decode``), checks NumericDates that are plain ints inline (anything else
 goes through the careful check), compares a string ``aud`` inline, and freezes the
@@ -11,13 +14,16 @@ without the full parse. Each property below compares the two paths on generated 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import json
+import re
 import time
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from asgi_auth import credentials
@@ -169,6 +175,137 @@ def test_a_verified_token_gives_the_same_principal_with_or_without_the_cache() -
     assert time.time() < first.claims["exp"]
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _reference_segments(token: str) -> list[bytes] | None:
+    """The decoded segments of a compact JWS by the plain rules, or None: three
+    non-empty segments of the base64url alphabet, no padding, a length some encoding
+    has, and zero unused bits (RFC 4648 §3.5: re-encoding gives the segment back)."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(_BASE64URL.fullmatch(part) for part in parts):
+        return None
+    decoded = []
+    for part in parts:
+        if len(part) % 4 == 1:
+            return None
+        data = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        if base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") != part:
+            return None
+        decoded.append(data)
+    return decoded
+
+
+@st.composite
+def _segments(draw: st.DrawFn) -> str:
+    """A base64url encoding, perhaps spoiled in one of the ways a hostile token is."""
+    text = _b64url(draw(st.binary(max_size=8)))
+    change = draw(st.sampled_from(["none", "pad", "replace", "insert", "drop", "last"]))
+    where = draw(st.integers(min_value=0, max_value=12))
+    if change == "pad":
+        text += draw(st.sampled_from(["=", "=="]))
+    elif change == "replace" and text:
+        index = where % len(text)
+        spoiler = draw(st.sampled_from(list("+/=.\n é\x00-_AQgw")))
+        text = text[:index] + spoiler + text[index + 1 :]
+    elif change == "insert":
+        index = where % (len(text) + 1)
+        spoiler = draw(st.sampled_from(["\n", "  ", "\r\n", "\n\n\n", " \t ", "==", "+/"]))
+        text = text[:index] + spoiler + text[index:]
+    elif change == "drop" and text:
+        index = where % len(text)
+        text = text[:index] + text[index + 1 :]
+    elif change == "last" and text:
+        text = text[:-1] + draw(st.sampled_from(list("ABRSabhx019-_")))
+    return text
+
+
+@settings(max_examples=1000)
+@given(parts=st.lists(_segments(), min_size=1, max_size=4))
+# Whitespace that a lenient base64 decoder skips, and a length that still adds up.
+@example(parts=["Q\n\n\nUA", "QQ", "QQ"])
+@example(parts=["QUJD", "QQ==", "QQ"])
+def test_the_token_split_and_decode_accept_exactly_the_base64url_spellings(
+    parts: list[str],
+) -> None:
+    token = ".".join(parts)
+    expected = _reference_segments(token)
+    try:
+        raw, first, last = verifier_module._split(token)
+        standard = raw.translate(verifier_module._TO_STANDARD)
+        got: list[bytes] | None = [
+            verifier_module._b64decode(segment)
+            for segment in (standard[:first], standard[first + 1 : last], standard[last + 1 :])
+        ]
+    except InvalidToken:
+        got = None
+    assert got == expected
+
+
+def _read_deep(value: Any) -> None:
+    """Fails if anything reachable from a verified claim is a mutable container."""
+    assert type(value) not in (dict, list)
+    if isinstance(value, tuple):
+        for item in value:
+            _read_deep(item)
+    elif hasattr(value, "values"):
+        with pytest.raises(TypeError):
+            value["new"] = 1
+        for item in value.values():
+            _read_deep(item)
+
+
+# Strings with brackets and braces, and escapes of them: the flat-payload test reads
+# bytes, so text that looks like structure must not fool it either way.
+_tricky_text = st.text(alphabet='ab[]{}"\\:,', max_size=8)
+# What a JSON payload can carry (no infinities: RFC 8259 has none).
+_payload_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | _tricky_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    claims=st.dictionaries(
+        st.text(max_size=6) | _tricky_text,
+        _payload_values,
+        max_size=6,
+    ),
+    ascii_only=st.booleans(),
+)
+def test_flat_and_nested_payloads_give_deeply_read_only_claims(
+    claims: dict[str, Any], ascii_only: bool
+) -> None:
+    # Flat payloads skip the freezing walk: whatever the payload, no claim a principal
+    # holds may be a dict or a list, and the claims must equal the signed ones.
+    claims = {k: v for k, v in claims.items() if k not in {"sub", "exp", "aud", "cnf"}}
+    key = Key.from_secret(SECRET)
+    header = _b64url(b'{"alg":"HS256","typ":"JWT"}')
+    body = json.dumps({**claims, "sub": "alice", "exp": NOW + 60}, ensure_ascii=ascii_only)
+    signed = f"{header}.{_b64url(body.encode('utf-8'))}"
+    mac = hmac.digest(key.verify_key, signed.encode("ascii"), "sha256")
+    token = f"{signed}.{_b64url(mac)}"
+    try:
+        principal = JWTVerifier(key, clock=lambda: NOW).verify_sync(token)
+    except InvalidToken:
+        # Only claims whose checks refuse them (a bad iat/nbf, a scope of the wrong type).
+        assert {"iat", "nbf", "scope", "scp", "roles", "permissions"} & claims.keys()
+        return
+    assert thaw(principal.claims) == json.loads(body)
+    _read_deep(principal.claims)
+
+
 def _outcome(value: bytes) -> object:
     try:
         return credentials._parse_authorization(value)
@@ -242,6 +379,63 @@ def test_prepared_checks_answer_as_pyjwt(
     expected = bool(pyjwt.verify(message, key.verify_key, signature))
     assert signature_check(key, alg)(message, signature) is expected
     assert expected is (change == "none")
+
+
+# RFC 8017 §9.2 note 1, written out here rather than taken from the code under test.
+_SHA2_DIGEST_INFO = {
+    "256": "3031300d060960864801650304020105000420",
+    "384": "3041300d060960864801650304020205000430",
+    "512": "3051300d060960864801650304020305000440",
+}
+_SHA1_DIGEST_INFO = bytes.fromhex("3021300906052b0e03021a05000414")
+
+
+@pytest.mark.parametrize("bits", ["256", "384", "512"])
+def test_pkcs1_signatures_are_compared_whole_never_parsed(bits: str) -> None:
+    # Encodings signed with the raw private key: only the exact RFC 8017 encoding of the
+    # message's hash may verify; the shapes lenient parsers accept (short padding with
+    # trailing garbage, other DigestInfo spellings, other hashes) must not.
+    alg = f"RS{bits}"
+    key = _SIGNING_KEYS[alg]
+    numbers = key.sign_key.private_numbers()
+    n: int = numbers.public_numbers.n
+    d: int = numbers.d
+    size = (n.bit_length() + 7) // 8
+    message = b"header.payload"
+    digest = hashlib.new(f"sha{bits}", message).digest()
+    info = bytes.fromhex(_SHA2_DIGEST_INFO[bits])
+
+    def signed(encoded: bytes) -> bytes:
+        assert len(encoded) == size
+        return pow(int.from_bytes(encoded, "big"), d, n).to_bytes(size, "big")
+
+    def padded(wrapped: bytes, block: bytes = b"\x01") -> bytes:
+        return b"\x00" + block + b"\xff" * (size - 3 - len(wrapped)) + b"\x00" + wrapped
+
+    short = b"\x00\x01" + b"\xff" * 8 + b"\x00" + info + digest
+    forgeries = {
+        "digest without DigestInfo": padded(digest),
+        "SHA-1 DigestInfo and digest": padded(
+            _SHA1_DIGEST_INFO + hashlib.sha1(message).digest()  # noqa: S324
+        ),
+        "DigestInfo without the NULL parameters": padded(
+            bytes([0x30, info[1] - 2, 0x30, 0x0B]) + info[4:15] + info[17:] + digest
+        ),
+        "another message's hash": padded(info + hashlib.new(f"sha{bits}", b"x").digest()),
+        "short padding, garbage after the digest": short + b"\x01" * (size - len(short)),
+        "a padding byte not FF": padded(info + digest)[:5] + b"\xfe" + padded(info + digest)[6:],
+        "block type 2": padded(info + digest, block=b"\x02"),
+    }
+    check = signature_check(key, alg)
+    pyjwt = ALGORITHMS[alg]
+    genuine = signed(padded(info + digest))
+    assert check(message, genuine)
+    assert pyjwt.verify(message, key.verify_key, genuine)
+    assert genuine == pyjwt.sign(message, key.sign_key)  # PKCS#1 v1.5 is deterministic
+    for what, encoded in forgeries.items():
+        forged = signed(encoded)
+        assert not check(message, forged), what
+        assert not pyjwt.verify(message, key.verify_key, forged), what
 
 
 @pytest.mark.parametrize("length", [1, 32, 63, 64, 65, 127, 128, 129, 1000])

@@ -6,6 +6,13 @@ the per-call work: PyJWT builds a new padding and hash object for every RSA or E
 verification, and computes HMAC from the secret each time. Here the padding and hash
 objects are built once, and HMAC (RFC 2104) starts from hash states already fed the
 padded secret, so a check costs two hash copies and the message.
+
+RSASSA-PKCS1-v1_5 (RS256…) is checked the way RFC 8017 §8.2.2 describes: OpenSSL
+applies the public key and checks the ``00 01 FF…FF 00`` padding; what the padding
+wraps must then equal, byte for byte, the DigestInfo of the message's hash that a
+signer would have written (§9.2). Comparing the whole encoding, never parsing it,
+leaves no room for the forgeries that lenient ASN.1 parsers let through. It is about
+a tenth faster than OpenSSL's verify, which does the same with more set-up per call.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ def _hmac_check(secret: bytes, name: str) -> SignatureCheck:
     return check
 
 
-def _rsa_check(public: Any, pad: padding.AsymmetricPadding, algorithm: Any) -> SignatureCheck:
+def _pss_check(public: Any, pad: padding.AsymmetricPadding, algorithm: Any) -> SignatureCheck:
     verify = public.verify
 
     def check(message: bytes, signature: bytes) -> bool:
@@ -65,6 +72,31 @@ def _rsa_check(public: Any, pad: padding.AsymmetricPadding, algorithm: Any) -> S
         except InvalidSignature:
             return False
         return True
+
+    return check
+
+
+# RFC 8017 §9.2, note 1: the DER DigestInfo before a SHA-2 hash, by hash size.
+_DIGEST_INFO: Final = {
+    "256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+
+
+def _pkcs1_check(public: Any, bits: str) -> SignatureCheck:
+    recover = public.recover_data_from_signature
+    pad = padding.PKCS1v15()
+    prefix = _DIGEST_INFO[bits]
+    digest = getattr(hashlib, f"sha{bits}")
+
+    def check(message: bytes, signature: bytes) -> bool:
+        try:
+            # Padding checked, and the signature's length equal to the modulus'.
+            wrapped = recover(signature, pad, None)
+        except InvalidSignature:
+            return False
+        return bool(wrapped == prefix + digest(message).digest())
 
     return check
 
@@ -111,12 +143,12 @@ def signature_check(key: Key, algorithm: str) -> SignatureCheck:
         return _hmac_check(public, _HMAC_HASHES[algorithm])
     digest = _HASHES.get(algorithm[2:])
     if algorithm.startswith("RS") and digest is not None:
-        return _rsa_check(public, padding.PKCS1v15(), digest())
+        return _pkcs1_check(public, algorithm[2:])
     if algorithm.startswith("PS") and digest is not None:
         # PyJWT signs and verifies PSS with a salt as long as the hash.
         hash_ = digest()
         pss = padding.PSS(mgf=padding.MGF1(hash_), salt_length=hash_.digest_size)
-        return _rsa_check(public, pss, hash_)
+        return _pss_check(public, pss, hash_)
     if algorithm.startswith("ES") and digest is not None:
         return _ec_check(public, digest())
     if algorithm == "EdDSA":

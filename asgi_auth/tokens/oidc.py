@@ -40,16 +40,17 @@ from asgi_auth.errors import InvalidToken, ProviderUnavailable, UnknownKey
 from asgi_auth.principal import DEFAULT_MAPPING, ClaimMapping, Principal, freeze
 from asgi_auth.tokens.keys import ASYMMETRIC_ALGORITHMS, Key, KeySet
 from asgi_auth.tokens.verifier import (
+    _TO_STANDARD,
     DEFAULT_CACHE_SIZE,
     DEFAULT_MAX_TOKEN_BYTES,
     JWTVerifier,
     RevocationCheck,
     TokenVerifier,
-    _b64decode_ascii,
+    _b64decode,
     _json_object,
     _reject_constant,
     _short,
-    _split,
+    _split_checked,
 )
 
 __all__ = ["IssuerRouter", "OIDCVerifier", "unverified_issuer"]
@@ -86,8 +87,8 @@ def unverified_issuer(token: str, max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     """
     if type(token) is not str or len(token) > max_token_bytes:
         raise InvalidToken("token is too long or not a string")
-    raw, first, last = _split(token)
-    payload = _json_object(_b64decode_ascii(raw[first + 1 : last]), "payload")
+    raw, first, last = _split_checked(token)
+    payload = _json_object(_b64decode(raw[first + 1 : last].translate(_TO_STANDARD)), "payload")
     iss = payload.get("iss")
     return iss if type(iss) is str else None
 
@@ -289,7 +290,7 @@ class OIDCVerifier:
         # No keys yet: refuse what is not even a token before fetching anything.
         if type(token) is not str or len(token) > self.max_token_bytes:
             raise InvalidToken("token is too long or not a string")
-        _split(token)  # raises InvalidToken
+        _split_checked(token)  # raises InvalidToken
         deadline = self._deadline()
         task = self._start_fetch()
         if task is not None:

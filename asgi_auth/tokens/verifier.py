@@ -15,11 +15,11 @@ from __future__ import annotations
 import binascii
 import json
 import math
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any, Final, NoReturn, Protocol, runtime_checkable
 
 from asgi_auth.errors import ExpiredToken, InvalidToken, RevokedToken, UnknownKey
@@ -50,10 +50,10 @@ DEFAULT_CACHE_SIZE: Final = 10_000
 DEFAULT_MAX_TOKEN_BYTES: Final = 16_384
 _HEADER_CACHE_SIZE: Final = 64
 _ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_TOKEN_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # The last character of an unpadded segment carries unused low bits that must be
 # zero (RFC 4648 §3.5): 2 leftover characters leave 4 bits, 3 leave 2.
 _CANONICAL_LAST: Final = {2: frozenset(_ALPHABET[::16]), 3: frozenset(_ALPHABET[::4])}
+_TOKEN_BYTES: Final = _ALPHABET + b"."
 _MAX_INT: Final = 2**53
 _TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
 
@@ -81,23 +81,51 @@ def _short(value: object) -> str:
     return text if len(text) <= 64 else text[:61] + "..."
 
 
-def _b64decode_ascii(segment: bytes) -> bytes:
+def _b64decode(segment: bytes) -> bytes:
+    """One segment of a token :func:`_split` checked, translated to the standard
+    alphabet (``_TO_STANDARD``), decoded strictly: a character outside the alphabet,
+    a length no encoding has, or unused low bits that are not zero are refused."""
     rest = len(segment) & 3
     if rest:
         if rest == 1 or segment[-1] not in _CANONICAL_LAST[rest]:
             raise InvalidToken("segment is not canonical base64url")
         segment += b"==" if rest == 2 else b"="
-    # The alphabet was checked by _split; decode without base64's extra copies.
-    return binascii.a2b_base64(segment.translate(_TO_STANDARD))
+    try:
+        return binascii.a2b_base64(segment, strict_mode=True)
+    except binascii.Error:
+        raise InvalidToken("segment is not base64url") from None
 
 
 def _split(token: str) -> tuple[bytes, int, int]:
-    """The token's ASCII bytes and the positions of its two dots, once it is checked
-    to be three non-empty segments of the base64url alphabet."""
-    if _TOKEN_SHAPE.fullmatch(token) is None:
+    """The token's ASCII bytes and the positions of its two dots, once it is checked to
+    be three non-empty segments without ``+``, ``/`` or ``=`` (standard base64, not
+    base64url). The rest of the alphabet is checked where each segment is decoded:
+    strictly, after ``-_`` are read as ``+/`` (:func:`_b64decode`)."""
+    try:
+        raw = token.encode("ascii")
+    except UnicodeEncodeError:
+        raise InvalidToken("not three base64url segments") from None
+    first = raw.find(b".")
+    last = raw.rfind(b".")
+    if (
+        not 0 < first < last - 1
+        or last == len(raw) - 1
+        or raw.find(b".", first + 1) != last
+        or b"+" in raw
+        or b"/" in raw
+        or b"=" in raw
+    ):
         raise InvalidToken("not three base64url segments")
-    raw = token.encode("ascii")
-    return raw, raw.find(b"."), raw.rfind(b".")
+    return raw, first, last
+
+
+def _split_checked(token: str) -> tuple[bytes, int, int]:
+    """:func:`_split`, the alphabet of every segment checked too: for readers that do
+    not decode all three."""
+    raw, first, last = _split(token)
+    if raw.translate(None, _TOKEN_BYTES):
+        raise InvalidToken("not three base64url segments")
+    return raw, first, last
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
@@ -151,10 +179,11 @@ def read_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     Raises:
         InvalidToken: the token is not a well-formed compact JWS with JSON objects.
     """
-    raw, first, last = _split(token)
+    raw, first, last = _split_checked(token)
+    standard = raw.translate(_TO_STANDARD)
     return (
-        _json_object(_b64decode_ascii(raw[:first]), "header"),
-        _json_object(_b64decode_ascii(raw[first + 1 : last]), "payload"),
+        _json_object(_b64decode(standard[:first]), "header"),
+        _json_object(_b64decode(standard[first + 1 : last]), "payload"),
     )
 
 
@@ -365,12 +394,13 @@ class JWTVerifier:
         if len(token) > self.max_token_bytes:
             raise InvalidToken(f"token is longer than {self.max_token_bytes} bytes")
         raw, first, last = _split(token)
-        header = raw[:first]
+        standard = raw.translate(_TO_STANDARD)
+        header = standard[:first]
         selected = self._headers.get(header)
         known = selected is not None
         if selected is None:
             selected = self._parse_header(header)
-        signature = _b64decode_ascii(raw[last + 1 :])
+        signature = _b64decode(standard[last + 1 :])
         signed = raw[:last]
         for check in selected:
             if check(signed, signature):
@@ -383,17 +413,21 @@ class JWTVerifier:
             if len(self._headers) >= _HEADER_CACHE_SIZE:
                 self._headers.clear()
             self._headers[header] = selected
-        claims = _json_object(_b64decode_ascii(raw[first + 1 : last]), "payload")
+        payload = _b64decode(standard[first + 1 : last])
+        claims = _json_object(payload, "payload")
         expires = self._check_claims(claims)
         # Cached principals are shared by every request with this token: freeze them deep
-        # (in place: the decoded dict is ours alone).
+        # (in place: the decoded dict is ours alone). JSON writes every array and object
+        # with a literal bracket or brace: a payload with no "[" and one "{" is flat.
+        if b"[" not in payload and payload.find(b"{", 1) < 0:
+            return Principal.from_claims(MappingProxyType(claims), self.mapping), expires
         try:
             return Principal.from_claims(freeze_decoded(claims), self.mapping), expires
         except ValueError as exc:  # nesting deeper than freeze() takes
             raise InvalidToken(f"claims: {exc}") from None
 
     def _parse_header(self, segment: bytes) -> tuple[SignatureCheck, ...]:
-        header = _json_object(_b64decode_ascii(segment), "header")
+        header = _json_object(_b64decode(segment), "header")
         alg = header.get("alg")
         if type(alg) is not str or alg not in self.algorithms:
             raise InvalidToken(f"algorithm {_short(alg)} is not allowed")
