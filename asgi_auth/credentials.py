@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from asgi_auth.errors import MalformedCredentials
 
-__all__ = ["BearerExtractor"]
+__all__ = ["BearerExtractor", "authorization_header", "parse_authorization"]
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN: Final = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
@@ -76,7 +76,11 @@ class BearerExtractor:
             MalformedCredentials: two ``Authorization`` headers, an empty or
                 ill-formed bearer token, or a token sent by two methods at once.
         """
-        header: bytes | None = None
+        header: bytes | None
+        if self.cookie is None and self.query_param is None:
+            header = authorization_header(scope["headers"])
+            return None if header is None else parse_authorization(header)
+        header = None
         cookies: list[bytes] = []
         origin = host = None
         for name, value in scope["headers"]:
@@ -91,7 +95,7 @@ class BearerExtractor:
                     origin = value
                 elif name == b"host":
                     host = value
-        token = None if header is None else _parse_authorization(header)
+        token = None if header is None else parse_authorization(header)
         if self.query_param is not None and scope["type"] == "websocket":
             from_query = self._from_query(scope.get("query_string", b""))
             if from_query is not None:
@@ -150,7 +154,27 @@ class BearerExtractor:
         return None
 
 
-def _parse_authorization(value: bytes) -> str | None:
+def authorization_header(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The value of the one ``Authorization`` header among raw ASGI headers, if any.
+
+    Raises:
+        MalformedCredentials: more than one ``Authorization`` header.
+    """
+    found = None
+    for name, value in headers:
+        if name == b"authorization":
+            if found is not None:
+                raise MalformedCredentials("more than one Authorization header")
+            found = value
+    return found
+
+
+def parse_authorization(value: bytes) -> str | None:
+    """The bearer token of an ``Authorization`` header value; None for another scheme.
+
+    Raises:
+        MalformedCredentials: a ``Bearer`` value without a well-formed token.
+    """
     # The usual spelling first: "Bearer " and a token of b64token characters without
     # "=" (which a JWT never has). Anything else takes the full parse below, so the
     # answers (400, 401, another scheme) are the same either way.

@@ -17,7 +17,7 @@ from typing import Final
 from asgi_auth._http import Denial, Responder
 from asgi_auth.audit import refusal
 from asgi_auth.authz.guards import AUTHORIZER_KEY, Authorizer
-from asgi_auth.credentials import BearerExtractor
+from asgi_auth.credentials import BearerExtractor, authorization_header, parse_authorization
 from asgi_auth.errors import AuthError, InvalidToken, MalformedCredentials, ServiceUnavailable
 from asgi_auth.principal import ANONYMOUS, AnonymousPrincipal, AuthContext, Principal
 from asgi_auth.tokens.verifier import JWTVerifier, TokenVerifier
@@ -79,6 +79,7 @@ class AuthMiddleware:
         self.extractor = BearerExtractor(
             cookie=cookie, query_param=query_param, trusted_origins=trusted_origins
         )
+        self.verifier = verifier  # again, now that the extractor is known
 
     @property
     def verifier(self) -> TokenVerifier:
@@ -89,7 +90,13 @@ class AuthMiddleware:
     def verifier(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
         # A local JWTVerifier's verify() is verify_sync() in a coroutine: call it directly.
-        self._verify_sync = verifier.verify_sync if type(verifier) is JWTVerifier else None
+        local = verifier if type(verifier) is JWTVerifier else None
+        self._verify_sync = None if local is None else local.verify_sync
+        # With the token in the Authorization header only, a token the verifier already
+        # knows is looked up before the header is parsed (see __call__).
+        extractor = self.__dict__.get("extractor")
+        plain = extractor is not None and extractor.cookie is None and extractor.query_param is None
+        self._cached = local.cached if local is not None and plain else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -99,7 +106,24 @@ class AuthMiddleware:
         principal: Principal | AnonymousPrincipal = ANONYMOUS
         denial: Denial | None = None
         try:
-            token = self.extractor.extract(scope)
+            cached = self._cached
+            if cached is None:
+                token = self.extractor.extract(scope)
+            else:
+                header = authorization_header(scope["headers"])
+                token = None
+                if header is not None:
+                    # A token the verifier has verified is well formed: the full parse
+                    # would give it back unchanged, so its cache entry answers first.
+                    known = (
+                        cached(header[7:].decode("ascii"))
+                        if header.startswith(b"Bearer ") and header.isascii()
+                        else None
+                    )
+                    if known is not None:
+                        principal = known
+                    else:
+                        token = parse_authorization(header)
             if token is not None:
                 verify_sync = self._verify_sync
                 if verify_sync is not None:  # skips a coroutine per request

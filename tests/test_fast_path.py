@@ -308,7 +308,7 @@ def test_flat_and_nested_payloads_give_deeply_read_only_claims(
 
 def _outcome(value: bytes) -> object:
     try:
-        return credentials._parse_authorization(value)
+        return credentials.parse_authorization(value)
     except MalformedCredentials:
         return "malformed"
 

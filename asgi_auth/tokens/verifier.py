@@ -355,22 +355,13 @@ class JWTVerifier:
         """
         if type(token) is not str:
             raise InvalidToken("token is not a string")
-        cache = self._cache
-        cached = cache.get(token)
-        if cached is not None:
-            if self.revocations is not None:
-                self._check_revoked(cached[0])
-            if cached[1] > self._clock():
-                # Not contextlib.suppress: this is the hot path, and try costs nothing.
-                try:  # noqa: SIM105
-                    cache.move_to_end(token)
-                except KeyError:  # another thread evicted it meanwhile
-                    pass
-                return cached[0]
-            cache.pop(token, None)
+        known = self.cached(token)
+        if known is not None:
+            return known
         principal, expires = self._verify(token)
         if self.revocations is not None:
             self._check_revoked(principal)
+        cache = self._cache
         if self.cache_size and expires is not None:
             while len(cache) >= self.cache_size:
                 try:
@@ -379,6 +370,28 @@ class JWTVerifier:
                     break
             cache[token] = (principal, expires)
         return principal
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token this verifier verified before, while it is still
+        valid; None when the token must be verified. Never verifies anything.
+
+        Raises:
+            RevokedToken: the token was verified before and has been revoked since.
+        """
+        cached = self._cache.get(token)
+        if cached is None:
+            return None
+        if self.revocations is not None:
+            self._check_revoked(cached[0])
+        if cached[1] > self._clock():
+            # Not contextlib.suppress: this is the hot path, and try costs nothing.
+            try:  # noqa: SIM105
+                self._cache.move_to_end(token)
+            except KeyError:  # another thread evicted it meanwhile
+                pass
+            return cached[0]
+        self._cache.pop(token, None)
+        return None
 
     def _check_revoked(self, principal: Principal) -> None:
         jti = principal.token_id
