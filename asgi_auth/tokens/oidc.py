@@ -284,6 +284,10 @@ class OIDCVerifier:
             # Freshness is checked on cache misses only (see _ProviderKeys): a cache hit
             # is a dict lookup, and a clock read would add a quarter to its cost.
             try:
+                if type(token) is str:
+                    known = verifier.cached(token)
+                    if known is not None:
+                        return known
                 return verifier.verify_sync(token)
             except UnknownKey as exc:
                 return await self._verify_unknown_kid(token, exc, self._deadline())
