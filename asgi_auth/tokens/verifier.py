@@ -4,10 +4,10 @@ The parse is strict: exactly three base64url segments over the URL-safe alphabet
 no padding, canonical final characters, so no token can be re-spelled by re-encoding
 a segment. ECDSA signatures stay malleable by nature ((r, s) and (r, n - s) both
 verify), so revocation must key on the ``jti``, never on the token string. The
-signature is checked with PyJWT's algorithm objects on keys prepared once; the
-registered claims are then checked here. The algorithm comes from configuration
-(never from the token alone): the header's ``alg`` must be on the allow-list and
-admitted by the key the ``kid`` selects.
+signature is checked by checks prepared once per key (:mod:`._signatures`, held to
+PyJWT's answers by the tests); the registered claims are then checked here. The
+algorithm comes from configuration (never from the token alone): the header's ``alg``
+must be on the allow-list and admitted by the key the ``kid`` selects.
 """
 
 from __future__ import annotations
