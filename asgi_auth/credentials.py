@@ -67,7 +67,14 @@ class BearerExtractor:
             raise ValueError("trusted origins look like https://host[:port]")
         self.cookie = cookie
         self.query_param = query_param
-        self.trusted_origins = origins
+        self.trusted_origins = origins  # set last: from here on, read-only
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # A middleware chooses its fast path by what the extractor reads: swap the
+        # extractor (AuthMiddleware.extractor = ...), never change one in place.
+        if hasattr(self, "trusted_origins"):
+            raise AttributeError(f"BearerExtractor is immutable; cannot set {name!r}")
+        object.__setattr__(self, name, value)
 
     def extract(self, scope: Mapping[str, Any]) -> str | None:
         """The request's bearer token, or None when it carries none.

@@ -79,7 +79,6 @@ class AuthMiddleware:
         self.extractor = BearerExtractor(
             cookie=cookie, query_param=query_param, trusted_origins=trusted_origins
         )
-        self.verifier = verifier  # again, now that the extractor is known
 
     @property
     def verifier(self) -> TokenVerifier:
@@ -89,12 +88,26 @@ class AuthMiddleware:
     @verifier.setter
     def verifier(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
+        self._prepare()
+
+    @property
+    def extractor(self) -> BearerExtractor:
+        """Where tokens are read from (header, cookie, query parameter)."""
+        return self._extractor
+
+    @extractor.setter
+    def extractor(self, extractor: BearerExtractor) -> None:
+        self._extractor = extractor
+        self._prepare()
+
+    def _prepare(self) -> None:
         # A local JWTVerifier's verify() is verify_sync() in a coroutine: call it directly.
+        verifier = self.__dict__.get("_verifier")
         local = verifier if type(verifier) is JWTVerifier else None
         self._verify_sync = None if local is None else local.verify_sync
         # With the token in the Authorization header only, a token the verifier already
         # knows is looked up before the header is parsed (see __call__).
-        extractor = self.__dict__.get("extractor")
+        extractor = self.__dict__.get("_extractor")
         plain = extractor is not None and extractor.cookie is None and extractor.query_param is None
         self._cached = local.cached if local is not None and plain else None
 
@@ -108,7 +121,7 @@ class AuthMiddleware:
         try:
             cached = self._cached
             if cached is None:
-                token = self.extractor.extract(scope)
+                token = self._extractor.extract(scope)
             else:
                 header = authorization_header(scope["headers"])
                 token = None
@@ -154,7 +167,7 @@ class AuthMiddleware:
             "auth": AuthContext(principal),
             AUTHORIZER_KEY: self.authorizer,
         }
-        if kind == "websocket" and self.extractor.query_param is not None:
+        if kind == "websocket" and self._extractor.query_param is not None:
             # The app need not see (nor log) a token that travelled in the URL.
-            scope["query_string"] = self.extractor.without_token(scope.get("query_string", b""))
+            scope["query_string"] = self._extractor.without_token(scope.get("query_string", b""))
         await self.app(scope, receive, send)

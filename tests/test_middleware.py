@@ -29,6 +29,7 @@ from asgi_auth import (
     TokenIssuer,
     get_principal,
 )
+from asgi_auth.credentials import BearerExtractor
 from asgi_auth.types import ASGIApp, Message, Receive, Scope, Send
 
 CHALLENGE_INVALID_TOKEN: Final = 'Bearer realm="api", error="invalid_token"'
@@ -718,3 +719,30 @@ async def test_a_verifier_set_after_construction_is_the_one_used(
         assert (await client.get("/", headers=ours)).status_code == 401
         assert (await client.get("/", headers=theirs)).status_code == 200
     assert seen == ["alice", "bob"]
+
+
+async def test_an_extractor_set_after_construction_is_the_one_used(
+    key: Key, issuer: TokenIssuer
+) -> None:
+    # A header-only extractor lets the middleware look cached tokens up before parsing;
+    # an extractor that reads a cookie too must turn that shortcut off.
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(get_principal(scope).identity)
+        await JSONResponse({})(scope, receive, send)
+
+    verifier = JWTVerifier(key)
+    token = issuer.issue("alice")
+    verifier.verify_sync(token)  # cached
+    middleware = AuthMiddleware(app, verifier=verifier)
+    transport = httpx.ASGITransport(app=middleware)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        cookie = {"Cookie": f"token={token}"}
+        assert (await client.get("/", headers=cookie)).status_code == 200
+        middleware.extractor = BearerExtractor(cookie="token")
+        assert (await client.get("/", headers=cookie)).status_code == 200
+    assert seen == ["", "alice"]
+    with pytest.raises(AttributeError, match="immutable"):
+        middleware.extractor.cookie = None
+    assert middleware.extractor.cookie == "token"
