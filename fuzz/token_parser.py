@@ -128,10 +128,14 @@ def nesting(value: Any) -> int:
     return deepest
 
 
-def claims_ok(claims: dict[str, Any]) -> bool:
-    """RFC 7519 as these verifiers are configured: ``exp`` and ``sub`` required, no
-    audience or issuer configured, no sender-constrained tokens."""
-    if "cnf" in claims or "aud" in claims or "exp" not in claims or "sub" not in claims:
+def claims_ok(
+    claims: dict[str, Any], *, issuer: str | None = None, audience: str | None = None
+) -> bool:
+    """RFC 7519 as a verifier with this ``issuer`` and ``audience`` (none by default,
+    as the verifiers here) checks claims: ``exp`` and ``sub`` required, ``iss`` equal
+    to the issuer when one is set, an ``aud`` naming the audience (refused when none is
+    set), no sender-constrained tokens."""
+    if "cnf" in claims or "exp" not in claims or "sub" not in claims:
         return False
     exp = numeric(claims["exp"])
     if exp is None or exp <= NOW:
@@ -141,6 +145,15 @@ def claims_ok(claims: dict[str, Any]) -> bool:
             when = numeric(claims[name])
             if when is None or when > NOW:
                 return False
+    if issuer is not None and claims.get("iss") != issuer:
+        return False
+    if "aud" in claims or audience is not None:
+        aud = claims.get("aud")
+        named = [aud] if type(aud) is str else aud
+        if type(named) is not list or not named or not all(type(a) is str for a in named):
+            return False
+        if audience is None or audience not in named:
+            return False
     if type(claims["sub"]) is not str or not claims["sub"]:
         return False
     for name in ("scope", "scp", "roles", "permissions"):

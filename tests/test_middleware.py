@@ -697,18 +697,23 @@ def test_anonymous_principal_is_not_authenticated() -> None:
         ANONYMOUS.scopes = frozenset({"admin"})  # type: ignore[misc]
 
 
+def _recording(seen: list[str]) -> ASGIApp:
+    """An app that notes each caller's identity ("" when anonymous) and answers 200."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(get_principal(scope).identity)
+        await JSONResponse({})(scope, receive, send)
+
+    return app
+
+
 async def test_a_verifier_set_after_construction_is_the_one_used(
     key: Key, issuer: TokenIssuer
 ) -> None:
     # A local JWTVerifier is called without a coroutine; replacing the verifier must
     # replace that shortcut too.
     seen: list[str] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(get_principal(scope).identity)
-        await JSONResponse({})(scope, receive, send)
-
-    middleware = AuthMiddleware(app, verifier=JWTVerifier(key))
+    middleware = AuthMiddleware(_recording(seen), verifier=JWTVerifier(key))
     other = Key.generate("HS256")
     transport = httpx.ASGITransport(app=middleware)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -727,15 +732,10 @@ async def test_an_extractor_set_after_construction_is_the_one_used(
     # A header-only extractor lets the middleware look cached tokens up before parsing;
     # an extractor that reads a cookie too must turn that shortcut off.
     seen: list[str] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(get_principal(scope).identity)
-        await JSONResponse({})(scope, receive, send)
-
     verifier = JWTVerifier(key)
     token = issuer.issue("alice")
     verifier.verify_sync(token)  # cached
-    middleware = AuthMiddleware(app, verifier=verifier)
+    middleware = AuthMiddleware(_recording(seen), verifier=verifier)
     transport = httpx.ASGITransport(app=middleware)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         cookie = {"Cookie": f"token={token}"}
